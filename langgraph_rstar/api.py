@@ -1,0 +1,153 @@
+"""Plain-asyncio facade: ``await asolve(question, target=...)`` and the sync ``solve(...)``."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+
+from langgraph_rstar.backends import LLMBackend
+from langgraph_rstar.config import RStarConfig, resolve_config
+from langgraph_rstar.events import RStarEvent, is_rstar_event
+from langgraph_rstar.graph import create_rstar_graph
+from langgraph_rstar.search import Candidate, TreeNode
+
+EventHandler = Callable[[RStarEvent], Any] | Callable[[RStarEvent], Awaitable[Any]]
+
+
+class RStarError(RuntimeError):
+    """A run failed; ``partial`` holds what was computed before the failure (tree, usage).
+
+    With a checkpointer and ``thread_id``, calling ``asolve`` again with the same ones resumes the
+    run where it stopped instead of starting over.
+    """
+
+    def __init__(self, message: str, *, partial: RStarResult | None, thread_id: str):
+        super().__init__(message)
+        self.partial = partial
+        self.thread_id = thread_id
+
+
+@dataclass
+class RStarResult:
+    """The outcome of one rStar run (JSON-exportable with :meth:`to_dict`)."""
+
+    question: str
+    answer: str | None
+    confidence: float
+    trajectory: list[str]
+    selection: str = ""
+    generator_answer: str | None = None
+    generator_confidence: float = 0.0
+    candidates: list[Candidate] = field(default_factory=list)
+    verification: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    tree: dict[str, TreeNode] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> RStarResult:
+        return cls(
+            question=state.get("question", ""),
+            answer=state.get("answer"),
+            confidence=float(state.get("confidence") or 0.0),
+            trajectory=list(state.get("trajectory") or []),
+            selection=state.get("selection", ""),
+            generator_answer=state.get("generator_answer"),
+            generator_confidence=float(state.get("generator_confidence") or 0.0),
+            candidates=list(state.get("candidates") or []),
+            verification=dict(state.get("verification") or {}),
+            usage=dict(state.get("usage") or {}),
+            tree=dict(state.get("nodes") or {}),
+            config=dict(state.get("config") or {}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+
+def _configure(config: RStarConfig | None, overrides: Mapping[str, Any]) -> RStarConfig:
+    known = {f.name for f in dataclasses.fields(RStarConfig)} | {"preset"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown rStar setting(s): {', '.join(unknown)}")
+    base = config or RStarConfig.preset("fast", task=overrides.get("task", "gsm8k"))
+    return resolve_config(base, dict(overrides))
+
+
+async def asolve(
+    question: str,
+    *,
+    target: LLMBackend,
+    discriminator: LLMBackend | None = None,
+    config: RStarConfig | None = None,
+    on_event: EventHandler | None = None,
+    checkpointer: BaseCheckpointSaver | None = None,
+    thread_id: str | None = None,
+    **overrides: Any,
+) -> RStarResult:
+    """Solve one question with rStar.
+
+    Args:
+        question: the problem text.
+        target: the generator backend.
+        discriminator: the discriminator backend (defaults to ``target``).
+        config: settings (``RStarConfig.preset("fast")`` by default); ``overrides`` replace fields,
+            e.g. ``num_rollouts=8`` or ``task="math500"``.
+        on_event: called with every progress event (sync or async callable).
+        checkpointer / thread_id: persist the run; after a failure, call again with the same pair
+            to resume without repeating finished model calls.
+
+    Raises:
+        ValueError: empty question or bad settings.
+        RStarError: the run failed (e.g. the endpoint died); ``.partial`` keeps the tree so far.
+
+    Example:
+        >>> import asyncio
+        >>> from langgraph_rstar import OpenAICompatibleLLM, asolve
+        >>> llm = OpenAICompatibleLLM("http://localhost:8000/v1", "Qwen/Qwen2.5-1.5B-Instruct")
+        >>> # result = asyncio.run(asolve("What is 17 * 3?", target=llm))
+        >>> # result.answer, result.confidence
+    """
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("rStar needs a non-empty question")
+    cfg = _configure(config, overrides)
+    saver = checkpointer or InMemorySaver()
+    thread = thread_id or f"rstar-{uuid.uuid4().hex}"
+    app = create_rstar_graph(target, discriminator=discriminator, config=cfg).compile(
+        checkpointer=saver
+    )
+    run_config = {"configurable": {"thread_id": thread}}
+    previous = await app.aget_state(run_config)
+    graph_input = None if previous.next else {"question": question}  # resume an unfinished run
+    try:
+        async for chunk in app.astream(graph_input, run_config, stream_mode="custom"):
+            if on_event is not None and is_rstar_event(chunk):
+                outcome = on_event(chunk)
+                if asyncio.iscoroutine(outcome):
+                    await outcome
+    except Exception as exc:
+        snapshot = await app.aget_state(run_config)
+        partial = RStarResult.from_state(snapshot.values) if snapshot.values else None
+        raise RStarError(f"rStar run failed: {exc}", partial=partial, thread_id=thread) from exc
+    snapshot = await app.aget_state(run_config)
+    return RStarResult.from_state(snapshot.values)
+
+
+def solve(question: str, **kwargs: Any) -> RStarResult:
+    """Synchronous :func:`asolve` (owns an event loop; use ``await asolve`` inside async code)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(asolve(question, **kwargs))
+    raise RuntimeError("solve() was called inside a running event loop; use `await asolve(...)`")

@@ -1,0 +1,839 @@
+"""Model I/O: sampling completions from any OpenAI-compatible endpoint.
+
+The rest of the package only talks to :class:`LLMBackend`. :class:`OpenAICompatibleLLM` implements
+it on top of the official ``openai`` async client, with the server quirks that matter for MCTS
+rollouts smoothed over:
+
+* ``n`` samples per prompt even when the server caps or ignores ``n`` (extra requests fill in),
+* llama.cpp's ``Field 'n'`` limit learned from its HTTP 400 and honoured by splitting,
+* stop strings always re-applied client-side (servers cap how many they accept),
+* per-dialect sampling extras (``top_k``, repetition penalty, ``min_p``),
+* bounded requests in flight, retries with jittered exponential backoff,
+* usage counted per choice (llama.cpp's ``usage`` only covers the first choice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import re
+import weakref
+from collections.abc import Awaitable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from urllib.parse import urlsplit
+
+import openai
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+__all__ = [
+    "BackendError",
+    "Completion",
+    "Generation",
+    "LLMBackend",
+    "OpenAICompatibleLLM",
+    "Usage",
+]
+
+logger = logging.getLogger(__name__)
+
+Api = Literal["completions", "chat"]
+Dialect = Literal["vllm", "llamacpp", "tgi", "openai"]
+_APIS = ("completions", "chat")
+_DIALECTS = ("vllm", "llamacpp", "tgi", "openai")
+# TGI's router defaults to --max-stop-sequences 4; the OpenAI API accepts at most 4 stop strings.
+_DEFAULT_MAX_STOP: dict[str, int | None] = {"vllm": None, "llamacpp": None, "tgi": 4, "openai": 4}
+
+_T = TypeVar("_T")
+
+
+# --------------------------------------------------------------------------------------------
+# Public data types
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled continuation.
+
+    Attributes:
+        text: Generated text, cut at the earliest stop string (applied client-side).
+        finish_reason: ``"stop"`` (stop string or end of generation), ``"length"`` or ``None``.
+        tokens: Generated tokens of this choice (best effort, see
+            :class:`OpenAICompatibleLLM` for how each dialect is counted).
+    """
+
+    text: str
+    finish_reason: str | None
+    tokens: int
+
+
+@dataclass
+class Usage:
+    """Request and token counters.
+
+    Attributes:
+        requests: HTTP requests that got a response (retried and rejected ones included).
+        prompt_tokens: Prompt tokens processed by the server.
+        completion_tokens: Generated tokens, summed over every choice.
+    """
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, other: Usage) -> None:
+        """Add ``other``'s counters to this one in place."""
+        self.requests += other.requests
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict (JSON friendly)."""
+        return asdict(self)
+
+
+@dataclass
+class Generation:
+    """Result of one :meth:`LLMBackend.generate` call.
+
+    Attributes:
+        choices: One list per prompt, in prompt order, each with exactly ``n`` completions.
+        usage: Usage of this call only.
+    """
+
+    choices: list[list[Completion]]
+    usage: Usage = field(default_factory=Usage)
+
+
+class BackendError(RuntimeError):
+    """The endpoint is unreachable, rejected a request, or sent a reply we cannot use."""
+
+
+@runtime_checkable
+class LLMBackend(Protocol):
+    """What the search needs from a language model: ``n`` samples for each of many prompts."""
+
+    name: str
+    usage: Usage  # running total over the backend's life
+
+    async def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        n: int = 1,
+        max_tokens: int = 256,
+        stop: Sequence[str] = (),
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        top_k: int | None = 40,
+        repetition_penalty: float | None = 1.1,
+        seed: int | None = None,
+    ) -> Generation:
+        """Sample ``n`` completions for every prompt (raw text, no chat template)."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut ``text`` at the earliest occurrence of any stop string.
+
+    Returns:
+        The (possibly) shortened text and whether a stop string was found.
+    """
+    cut = -1
+    for s in stop:
+        if s:
+            i = text.find(s)
+            if i >= 0 and (cut < 0 or i < cut):
+                cut = i
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def _split(k: int, cap: int | None) -> list[int]:
+    """Split ``k`` samples into request sizes of at most ``cap``."""
+    if cap is None or k <= cap:
+        return [k]
+    sizes = [cap] * (k // cap)
+    if k % cap:
+        sizes.append(k % cap)
+    return sizes
+
+
+_N_FIELD_RE = re.compile(r"""['"`]n['"`]|\bn\s*(?:must|should|cannot|can't|is|=|<|>)""")
+_N_LIMIT_RES = (
+    re.compile(r"value\s*<=\s*(\d+)"),
+    re.compile(r"<=\s*(\d+)"),
+    re.compile(r"(?:at most|maximum(?: of| is)?|less than or equal to|up to)\s*(\d+)", re.I),
+)
+
+
+def _parse_n_limit(message: str) -> int | None:
+    for pattern in _N_LIMIT_RES:
+        m = pattern.search(message)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def _error_text(exc: openai.APIStatusError) -> str:
+    """The server's own error message, whatever shape the error body has."""
+    body = exc.body
+    if isinstance(body, dict):
+        for key in ("message", "error", "detail"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                return value["message"]
+        return json.dumps(body)[:500]
+    if isinstance(body, str) and body:
+        return body[:500]
+    try:
+        text = exc.response.text
+    except Exception:  # the body may be unreadable; the status line still says something
+        text = ""
+    return text[:500] or str(exc)
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    # APITimeoutError subclasses APIConnectionError.
+    if isinstance(exc, openai.APIConnectionError):
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code == 429 or exc.status_code >= 500
+    return False
+
+
+async def _gather_or_cancel(aws: Sequence[Awaitable[_T]]) -> list[_T]:
+    """Like ``asyncio.gather`` but cancels the siblings when one fails (no orphan requests)."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+class _NLimitError(Exception):
+    """The server refused the requested ``n`` (HTTP 400 naming the field ``n``)."""
+
+    def __init__(self, limit: int | None, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+@dataclass
+class _Params:
+    """Sampling settings of one ``generate`` call plus its mutable bookkeeping."""
+
+    max_tokens: int
+    stop: list[str]
+    temperature: float
+    top_p: float
+    top_k: int | None
+    repetition_penalty: float | None
+    seed: int | None
+    usage: Usage = field(default_factory=Usage)
+    requests_started: int = 0
+
+    def next_seed(self) -> int | None:
+        # Each request of a call gets its own seed: the same seed on the extra requests that
+        # fill up ``n`` would otherwise return copies of the same samples.
+        seed = None if self.seed is None else self.seed + self.requests_started
+        self.requests_started += 1
+        return seed
+
+
+@dataclass
+class _LoopState:
+    loop: weakref.ref[asyncio.AbstractEventLoop]
+    http: Any  # the httpx AsyncClient under ``client`` (httpx or httpx2, depending on openai)
+    client: openai.AsyncOpenAI
+    semaphore: asyncio.Semaphore
+
+
+# --------------------------------------------------------------------------------------------
+# The backend
+# --------------------------------------------------------------------------------------------
+
+
+class OpenAICompatibleLLM:
+    """An :class:`LLMBackend` for vLLM, llama.cpp, TGI or any OpenAI-compatible server.
+
+    Example:
+        >>> llm = OpenAICompatibleLLM("http://127.0.0.1:8000/v1", "Qwen/Qwen2.5-Math-1.5B")
+        >>> gen = asyncio.run(llm.generate(["Q: 1+1?\\nA:", "Q: 2+2?\\nA:"], n=4, stop=["\\n"]))
+        >>> [c.text for c in gen.choices[0]]  # 4 samples for the first prompt
+        [' 2', ' 2', ' 2', ' 11']
+
+    ``api="completions"`` posts raw prompts to ``/v1/completions`` (several prompts in one
+    request when ``batch_prompts``); ``api="chat"`` posts each prompt as a single user message
+    to ``/v1/chat/completions``. If a reply holds fewer than ``n`` choices for a prompt, the
+    missing ones are fetched with extra concurrent requests, and the number the server
+    delivered is remembered as a per-request cap for later calls.
+
+    Token counting per choice: with ``dialect="llamacpp"`` logprobs are requested and a choice's
+    count is ``len(logprobs.content)`` (the end-of-generation token included). When a choice ended
+    on a stop string llama.cpp drops that string's tokens from the logprobs, so their number is
+    added back, learned once per stop string from llama.cpp's ``/tokenize`` (which stop string
+    matched is not reported: with several of different token lengths the smallest is added).
+    llama.cpp's ``usage`` covers only the first prompt and first choice, so prompt tokens of the
+    other prompts of a batched request are scaled from it by character length (an estimate).
+    Other dialects report ``usage.completion_tokens`` summed over all choices; it is split over
+    the choices in proportion to their text length (the sum is exact, the split an estimate).
+
+    Event-loop safety: the HTTP client and the in-flight semaphore are created lazily for each
+    running event loop, so one instance can serve many ``asyncio.run()`` calls in a row.
+
+    Args:
+        base_url: Server URL, e.g. ``http://127.0.0.1:8000/v1`` (``/v1`` is added when the URL
+            has no path).
+        model: Model name sent with every request.
+        api_key: API key; ``None`` takes ``OPENAI_API_KEY`` from the environment (or "EMPTY").
+        api: ``"completions"`` (raw prompts) or ``"chat"`` (prompt as one user message).
+        dialect: Which sampling extras the server understands: ``"vllm"``, ``"llamacpp"``,
+            ``"tgi"`` or ``"openai"`` (plain OpenAI parameters only).
+        max_in_flight: Most requests this backend has open at once (per event loop).
+        timeout: Seconds per HTTP request.
+        max_retries: Retries after a 429, 5xx, timeout or connection error.
+        max_n: Most samples per request (e.g. llama.cpp's number of slots); larger ``n`` is split
+            into concurrent requests. Learned automatically from llama.cpp's 400 error.
+        batch_prompts: Send all prompts of a call in one completions request.
+        max_stop: Most stop strings sent to the server (``None``: all, but 4 for the tgi and
+            openai dialects). The full list is always applied client-side.
+        extra_body: Extra JSON fields merged into every request body last.
+        name: Display name (default ``"<model>@<base_url>"``).
+    """
+
+    #: First and longest backoff between retries, in seconds (jitter is added on top).
+    retry_initial_wait: float = 0.5
+    retry_max_wait: float = 8.0
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = "EMPTY",
+        api: Api = "completions",
+        dialect: Dialect = "vllm",
+        max_in_flight: int = 32,
+        timeout: float = 300.0,
+        max_retries: int = 4,
+        max_n: int | None = None,
+        batch_prompts: bool = True,
+        max_stop: int | None = None,
+        extra_body: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if api not in _APIS:
+            raise ValueError(f"api must be one of {_APIS}, got {api!r}")
+        if dialect not in _DIALECTS:
+            raise ValueError(f"dialect must be one of {_DIALECTS}, got {dialect!r}")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        if max_n is not None and max_n < 1:
+            raise ValueError(f"max_n must be >= 1 or None, got {max_n}")
+        if max_stop is not None and max_stop < 0:
+            raise ValueError(f"max_stop must be >= 0 or None, got {max_stop}")
+        self.base_url = _normalize_base_url(base_url)
+        self.model = model
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "EMPTY")
+        self.api: Api = api
+        self.dialect: Dialect = dialect
+        self.max_in_flight = max_in_flight
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.max_n = max_n
+        self.batch_prompts = batch_prompts
+        self.max_stop = max_stop if max_stop is not None else _DEFAULT_MAX_STOP[dialect]
+        self.extra_body = dict(extra_body or {})
+        self.name = name or f"{model}@{self.base_url}"
+        self.usage = Usage()
+        # Cap on choices per request learned from short replies (servers that cap/ignore n).
+        self._served_n: int | None = None
+        self._loops: dict[int, _LoopState] = {}
+        self._stop_token_cache: dict[str, int | None] = {}  # llamacpp: tokens per stop string
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAICompatibleLLM(base_url={self.base_url!r}, model={self.model!r}, "
+            f"api={self.api!r}, dialect={self.dialect!r})"
+        )
+
+    @classmethod
+    def from_env(cls, prefix: str = "RSTAR_TARGET") -> OpenAICompatibleLLM:
+        """Build a backend from ``{prefix}_BASE_URL``, ``_MODEL``, ``_API_KEY``, ``_API``,
+        ``_DIALECT`` environment variables (the first two are required).
+
+        Example:
+            >>> os.environ["RSTAR_TARGET_BASE_URL"] = "http://127.0.0.1:8080/v1"
+            >>> os.environ["RSTAR_TARGET_MODEL"] = "qwen2.5-0.5b"
+            >>> os.environ["RSTAR_TARGET_DIALECT"] = "llamacpp"
+            >>> llm = OpenAICompatibleLLM.from_env()
+        """
+        env = os.environ
+        base_url = env.get(f"{prefix}_BASE_URL")
+        model = env.get(f"{prefix}_MODEL")
+        missing = [k for k, v in (("BASE_URL", base_url), ("MODEL", model)) if not v]
+        if missing or base_url is None or model is None:
+            names = ", ".join(f"{prefix}_{k}" for k in missing)
+            raise ValueError(f"environment variable(s) {names} must be set")
+        api = env.get(f"{prefix}_API", "completions")
+        dialect = env.get(f"{prefix}_DIALECT", "vllm")
+        if api not in _APIS:
+            raise ValueError(f"{prefix}_API must be one of {_APIS}, got {api!r}")
+        if dialect not in _DIALECTS:
+            raise ValueError(f"{prefix}_DIALECT must be one of {_DIALECTS}, got {dialect!r}")
+        return cls(
+            base_url,
+            model,
+            api_key=env.get(f"{prefix}_API_KEY", "EMPTY"),
+            api=api,  # type: ignore[arg-type]
+            dialect=dialect,  # type: ignore[arg-type]
+        )
+
+    # -- per-event-loop resources ------------------------------------------------------------
+
+    def _state(self) -> _LoopState:
+        """Client and semaphore of the running event loop (both are bound to a loop)."""
+        loop = asyncio.get_running_loop()
+        state = self._loops.get(id(loop))
+        if state is not None and state.loop() is loop:
+            return state
+        # Forget loops that are gone: their clients cannot be closed from here anyway.
+        for key, old in list(self._loops.items()):
+            old_loop = old.loop()
+            if old_loop is None or old_loop.is_closed():
+                del self._loops[key]
+        # A plain httpx client: the SDK's default one schedules aclose() from __del__ on
+        # whatever loop is running then, which fails ("Event loop is closed") when it belonged
+        # to an earlier asyncio.run().
+        http = openai.DefaultAsyncHttpxClient(timeout=self.timeout)
+        state = _LoopState(
+            loop=weakref.ref(loop),
+            http=http,
+            client=openai.AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=self.api_key,
+                timeout=self.timeout,
+                max_retries=0,  # tenacity owns retries
+                http_client=http,
+            ),
+            semaphore=asyncio.Semaphore(self.max_in_flight),
+        )
+        self._loops[id(loop)] = state
+        return state
+
+    async def aclose(self) -> None:
+        """Close the HTTP client of the running event loop (others are dropped)."""
+        loop = asyncio.get_running_loop()
+        state = self._loops.pop(id(loop), None)
+        self._loops.clear()
+        if state is not None and state.loop() is loop:
+            await state.client.close()
+
+    async def __aenter__(self) -> OpenAICompatibleLLM:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- generation --------------------------------------------------------------------------
+
+    async def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        n: int = 1,
+        max_tokens: int = 256,
+        stop: Sequence[str] = (),
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        top_k: int | None = 40,
+        repetition_penalty: float | None = 1.1,
+        seed: int | None = None,
+    ) -> Generation:
+        """Sample ``n`` completions for each prompt.
+
+        Args:
+            prompts: Raw prompt strings (no chat template is applied with ``api="completions"``).
+            n: Samples per prompt.
+            max_tokens: Most tokens generated per sample.
+            stop: Stop strings; the text is cut at the earliest one client-side.
+            temperature: Sampling temperature.
+            top_p: Nucleus sampling mass.
+            top_k: Top-k cut-off (``None``: not sent). Not sent with the openai dialect.
+            repetition_penalty: Repetition penalty (``None``: not sent). Not sent with openai.
+            seed: Sampling seed; each request of the call gets ``seed + i``.
+
+        Returns:
+            A :class:`Generation` with ``n`` completions per prompt, in prompt order.
+
+        Raises:
+            BackendError: The server is unreachable, rejected the request, or replied garbage.
+        """
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a sequence of strings, not a single str")
+        prompts = list(prompts)
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        params = _Params(
+            max_tokens=max_tokens,
+            stop=[s for s in stop if s],
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            repetition_penalty=repetition_penalty,
+            seed=seed,
+        )
+        results: list[list[Completion]] = [[] for _ in prompts]
+        try:
+            while True:
+                missing = {i: n - len(r) for i, r in enumerate(results) if len(r) < n}
+                if not missing:
+                    break
+                jobs = self._plan(missing)
+                outs = await _gather_or_cancel(
+                    [self._fetch([prompts[i] for i in idx], k, params) for idx, k in jobs]
+                )
+                progress = 0
+                for (idx, _k), per_prompt in zip(jobs, outs, strict=True):
+                    for i, comps in zip(idx, per_prompt, strict=True):
+                        take = comps[: n - len(results[i])]
+                        results[i].extend(take)
+                        progress += len(take)
+                if progress == 0:
+                    raise BackendError(
+                        f"{self.base_url} (model {self.model!r}) returned no choices"
+                    )
+        finally:
+            self.usage.add(params.usage)
+        return Generation(choices=results, usage=params.usage)
+
+    def _cap(self) -> int | None:
+        caps = [c for c in (self.max_n, self._served_n) if c is not None]
+        return min(caps) if caps else None
+
+    def _plan(self, missing: dict[int, int]) -> list[tuple[list[int], int]]:
+        """Group the missing samples into requests: (prompt indices, samples per prompt)."""
+        cap = self._cap()
+        jobs: list[tuple[list[int], int]] = []
+        if self.api == "completions" and self.batch_prompts:
+            by_count: dict[int, list[int]] = {}
+            for i, k in missing.items():
+                by_count.setdefault(k, []).append(i)
+            for k, idx in by_count.items():
+                jobs.extend((idx, size) for size in _split(k, cap))
+        else:
+            for i, k in missing.items():
+                jobs.extend(([i], size) for size in _split(k, cap))
+        return jobs
+
+    async def _fetch(self, prompts: list[str], k: int, params: _Params) -> list[list[Completion]]:
+        """``k`` samples for each prompt (possibly fewer if the server delivers fewer)."""
+        cap = self._cap()
+        if cap is not None and k > cap:
+            parts = await _gather_or_cancel(
+                [self._fetch(prompts, size, params) for size in _split(k, cap)]
+            )
+            return [[c for part in parts for c in part[i]] for i in range(len(prompts))]
+        try:
+            out = await self._request(prompts, k, params)
+        except _NLimitError as exc:
+            if k <= 1:
+                raise BackendError(
+                    f"{self.base_url} (model {self.model!r}) rejected n=1: {exc}"
+                ) from exc
+            limit = exc.limit if exc.limit is not None and 1 <= exc.limit < k else max(1, k // 2)
+            logger.info("%s: server limits n to %d; splitting requests", self.name, limit)
+            self.max_n = limit if self.max_n is None else min(self.max_n, limit)
+            return await self._fetch(prompts, k, params)
+        got = [len(c) for c in out]
+        if k > 1 and got and all(0 < g < k for g in got):
+            # The server caps (or ignores) n: ask for at most what it delivers from now on.
+            served = max(got)
+            if self._served_n is None or served < self._served_n:
+                logger.info("%s: server returned %d of %d choices per prompt", self.name, served, k)
+                self._served_n = served
+        return out
+
+    def _backoff(self, state: RetryCallState) -> float:
+        """Exponential backoff with jitter (a callable works with every tenacity version)."""
+        base = self.retry_initial_wait * 2 ** (state.attempt_number - 1)
+        return min(base + random.uniform(0, self.retry_initial_wait), self.retry_max_wait)
+
+    # -- one HTTP request --------------------------------------------------------------------
+
+    def _request_kwargs(self, prompts: list[str], k: int, params: _Params) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.dialect in ("vllm", "tgi"):
+            if params.top_k is not None:
+                extra["top_k"] = params.top_k
+            if params.repetition_penalty is not None:
+                extra["repetition_penalty"] = params.repetition_penalty
+        elif self.dialect == "llamacpp":
+            if params.top_k is not None:
+                extra["top_k"] = params.top_k
+            if params.repetition_penalty is not None:
+                # llama.cpp silently ignores the name "repetition_penalty".
+                extra["repeat_penalty"] = params.repetition_penalty
+            extra["min_p"] = 0.0  # llama.cpp defaults to 0.05; vLLM and others to 0
+        extra.update(self.extra_body)
+
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "n": k,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+        }
+        # TGI rejects top_p >= 1.0 ("must be > 0.0 and < 1.0"); omitting it means no cut-off.
+        if not (self.dialect == "tgi" and params.top_p >= 1.0):
+            kwargs["top_p"] = params.top_p
+        stop = params.stop if self.max_stop is None else params.stop[: self.max_stop]
+        if stop:
+            kwargs["stop"] = stop
+        seed = params.next_seed()
+        if seed is not None:
+            kwargs["seed"] = seed
+        if self.dialect == "llamacpp":
+            # Per-choice token counts: llama.cpp's usage only covers the first choice.
+            kwargs["logprobs"] = True if self.api == "chat" else 1
+            if self.api == "chat":
+                kwargs["top_logprobs"] = 1
+        if self.api == "chat":
+            kwargs["messages"] = [{"role": "user", "content": prompts[0]}]
+        else:
+            kwargs["prompt"] = prompts if len(prompts) > 1 else prompts[0]
+        if extra:
+            kwargs["extra_body"] = extra
+        return kwargs
+
+    async def _request(self, prompts: list[str], k: int, params: _Params) -> list[list[Completion]]:
+        state = self._state()
+        kwargs = self._request_kwargs(prompts, k, params)
+        if self.api == "chat":
+            create = state.client.chat.completions.with_raw_response.create
+        else:
+            create = state.client.completions.with_raw_response.create
+
+        async def attempt() -> Any:
+            async with state.semaphore:
+                try:
+                    raw = await create(**kwargs)
+                except openai.APIStatusError:
+                    params.usage.requests += 1
+                    raise
+            params.usage.requests += 1
+            return raw
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._backoff,
+            retry=retry_if_exception(_is_retryable),
+            before_sleep=lambda rs: logger.warning(
+                "%s: attempt %d failed (%s); retrying",
+                self.name,
+                rs.attempt_number,
+                rs.outcome.exception() if rs.outcome else None,
+            ),
+            reraise=True,
+        )
+        where = f"{self.base_url} (model {self.model!r})"
+        try:
+            raw = await retrying(attempt)
+        except openai.APIStatusError as exc:
+            message = _error_text(exc)
+            if _is_retryable(exc):
+                raise BackendError(
+                    f"cannot reach {where} after {self.max_retries + 1} attempt(s): "
+                    f"HTTP {exc.status_code}: {message}"
+                ) from exc
+            if exc.status_code in (400, 422) and k > 1 and _N_FIELD_RE.search(message):
+                raise _NLimitError(_parse_n_limit(message), message) from exc
+            raise BackendError(
+                f"{where} rejected the request with HTTP {exc.status_code}: {message}"
+            ) from exc
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise BackendError(
+                f"cannot reach {where} after {self.max_retries + 1} attempt(s): "
+                f"{type(exc).__name__}: {exc} ({cause!r})"
+            ) from exc
+        except openai.OpenAIError as exc:
+            raise BackendError(f"request to {where} failed: {exc}") from exc
+        stop_tokens = 1
+        if self.dialect == "llamacpp" and kwargs.get("stop"):
+            stop_tokens = await self._stop_tokens(state, kwargs["stop"])
+        return self._parse(raw, prompts, k, params, stop_tokens)
+
+    async def _stop_tokens(self, state: _LoopState, stops: list[str]) -> int:
+        """llamacpp: fewest tokens of any sent stop string, via llama.cpp's ``/tokenize``.
+
+        llama.cpp drops ``len(tokenize(stop))`` entries from the logprobs of a choice that ended
+        on that stop string, so this many generated tokens are missing from the count. Which
+        stop string matched is not reported; the smallest count is a lower bound (exact when
+        all sent stop strings have the same length in tokens, e.g. a single one). Unknown: 1.
+        """
+        todo = [s for s in dict.fromkeys(stops) if s not in self._stop_token_cache]
+        if todo:
+            root = self.base_url.removesuffix("/v1")
+
+            async def tokenize(text: str) -> int | None:
+                try:
+                    resp = await state.http.post(
+                        f"{root}/tokenize",
+                        json={"content": text, "add_special": False, "parse_special": False},
+                        timeout=min(self.timeout, 30.0),
+                    )
+                    tokens = resp.json().get("tokens") if resp.status_code == 200 else None
+                except Exception:  # not llama.cpp after all, or unreachable: fall back
+                    return None
+                return len(tokens) if isinstance(tokens, list) and tokens else None
+
+            counts = await asyncio.gather(*(tokenize(s) for s in todo))
+            self._stop_token_cache.update(zip(todo, counts, strict=True))
+        known = [c for c in (self._stop_token_cache.get(s) for s in stops) if c is not None]
+        return min(known) if known else 1
+
+    # -- reply parsing -----------------------------------------------------------------------
+
+    def _malformed(self, why: str, content: bytes | str) -> BackendError:
+        snippet = content if isinstance(content, str) else content.decode("utf-8", "replace")
+        return BackendError(
+            f"malformed reply from {self.base_url} (model {self.model!r}): {why}; "
+            f"body starts with {snippet[:200]!r}"
+        )
+
+    def _parse(
+        self, raw: Any, prompts: list[str], k: int, params: _Params, stop_tokens: int = 1
+    ) -> list[list[Completion]]:
+        content: bytes = raw.http_response.content
+        try:
+            data = json.loads(content)
+        except ValueError:
+            raise self._malformed("not JSON", content) from None
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not choices:
+            raise self._malformed("no 'choices' list", content)
+
+        texts: list[tuple[int, str, str | None, int | None]] = []  # index, text, finish, lp-count
+        for pos, ch in enumerate(choices):
+            if not isinstance(ch, dict):
+                raise self._malformed(f"choice {pos} is not an object", content)
+            if self.api == "chat":
+                msg = ch.get("message")
+                text = msg.get("content") if isinstance(msg, dict) else None
+            else:
+                text = ch.get("text")
+            if not isinstance(text, str):
+                raise self._malformed(f"choice {pos} has no text", content)
+            index = ch.get("index")
+            if not isinstance(index, int) or isinstance(index, bool):
+                index = pos
+            finish = ch.get("finish_reason")
+            finish = finish if isinstance(finish, str) else None
+            texts.append((index, text, finish, self._logprob_tokens(ch, finish, stop_tokens)))
+
+        # Regroup by index (never trust order). A server that capped n numbers the choices
+        # prompt_i * n_served + j, so derive the stride from the count when it divides evenly.
+        p = len(prompts)
+        consistent = len(texts) % p == 0 and all(e[0] < len(texts) for e in texts)
+        stride = max(1, len(texts) // p) if consistent and len(texts) <= p * k else k
+        grouped: list[list[tuple[int, str, str | None, int | None]]] = [[] for _ in prompts]
+        for entry in sorted(texts, key=lambda e: e[0]):
+            owner = entry[0] // stride if p > 1 else 0
+            if not 0 <= owner < p:
+                raise self._malformed(f"choice index {entry[0]} out of range", content)
+            grouped[owner].append(entry)
+
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        prompt_tokens = _int(usage.get("prompt_tokens"))
+        completion_tokens = _int(usage.get("completion_tokens"))
+        if self.dialect == "llamacpp" and p > 1 and prompt_tokens:
+            # llama.cpp's usage covers the first prompt only; scale the rest by length.
+            ratio = prompt_tokens / max(1, len(prompts[0]))
+            prompt_tokens += sum(round(len(q) * ratio) for q in prompts[1:])
+        params.usage.prompt_tokens += prompt_tokens
+
+        flat = [e for group in grouped for e in group]
+        counts = self._token_counts(flat, completion_tokens)
+        params.usage.completion_tokens += sum(counts)
+        count_of = {id(e): c for e, c in zip(flat, counts, strict=True)}
+
+        out: list[list[Completion]] = []
+        for group in grouped:
+            comps = []
+            for entry in group[:k]:
+                _, text, finish, _ = entry
+                text, stopped = apply_stop(text, params.stop)
+                comps.append(Completion(text, "stop" if stopped else finish, count_of[id(entry)]))
+            out.append(comps)
+        return out
+
+    def _logprob_tokens(
+        self, choice: dict[str, Any], finish: str | None, stop_tokens: int
+    ) -> int | None:
+        """llama.cpp: generated tokens of one choice from its logprobs, else ``None``."""
+        if self.dialect != "llamacpp":
+            return None
+        lp = choice.get("logprobs")
+        content = lp.get("content") if isinstance(lp, dict) else None
+        if isinstance(content, list):
+            ended_on_eos = (
+                bool(content) and isinstance(content[-1], dict) and (content[-1].get("token") == "")
+            )
+            # The end-of-generation token is listed (as ""), but on a stop string llama.cpp
+            # drops as many entries as the stop string has tokens.
+            stopped_on_word = finish == "stop" and not ended_on_eos
+            return len(content) + (stop_tokens if stopped_on_word else 0)
+        return None
+
+    def _token_counts(
+        self, entries: list[tuple[int, str, str | None, int | None]], usage_tokens: int
+    ) -> list[int]:
+        """Generated tokens per choice (see the class docstring for the method per dialect)."""
+        if entries and all(e[3] is not None for e in entries):
+            return [int(e[3] or 0) for e in entries]
+        if not entries:
+            return []
+        lengths = [len(e[1]) for e in entries]
+        if self.dialect == "llamacpp":
+            # No logprobs: usage is the first choice's count; scale the others by text length.
+            first = lengths[0]
+            if first:
+                return [usage_tokens] + [round(usage_tokens * ln / first) for ln in lengths[1:]]
+            return [usage_tokens] + [max(1, round(ln / 4)) for ln in lengths[1:]]
+        total = sum(lengths)
+        if total == 0:
+            share, rest = divmod(usage_tokens, len(entries))
+            return [share + (1 if i < rest else 0) for i in range(len(entries))]
+        # Split the summed count by text length, keeping the sum exact.
+        counts = [usage_tokens * ln // total for ln in lengths]
+        leftover = usage_tokens - sum(counts)
+        for i in sorted(range(len(entries)), key=lambda i: -lengths[i])[:leftover]:
+            counts[i] += 1
+        return counts
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _normalize_base_url(url: str) -> str:
+    url = url.rstrip("/")
+    if urlsplit(url).path in ("", "/"):
+        url += "/v1"  # vLLM serves the OpenAI routes under /v1 only
+    return url

@@ -1,0 +1,250 @@
+"""Search and discriminator settings, presets, and per-run overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict, get_type_hints
+
+from langgraph_rstar.answers import task_family
+
+PresetName = Literal["fast", "paper", "reference_code"]
+PRESETS: tuple[str, ...] = ("fast", "paper", "reference_code")
+
+
+@dataclass(frozen=True)
+class RStarConfig:
+    """Every knob of an rStar run. Build one with :meth:`preset` and override with :meth:`replace`.
+
+    Example:
+        >>> cfg = RStarConfig.preset("paper", task="math500")
+        >>> cfg.max_depth, cfg.num_rollouts
+        (8, 32)
+        >>> cfg.replace(num_rollouts=4).num_rollouts
+        4
+    """
+
+    preset_name: str = "fast"  # which preset this config started from
+    task: str = "gsm8k"
+    # Prompt pack: a family name under prompts/ or a directory; None picks the task's family.
+    prompts: str | None = None
+
+    # --- generator (MCTS) ---
+    num_rollouts: int = 4
+    rollouts_in_flight: int = 1  # K; 1 reproduces the sequential algorithm exactly
+    max_depth: int = 4
+    num_a1_steps: int = 2
+    num_subquestions: int = 2
+    num_votes: int = 3  # samples per sub-answer (A3) and re-answer (A4)
+    num_last_votes: int = 4  # samples for A2 and for a final sub-question's answer
+    exploration_weight: float = 2.0
+    enable_a1: bool = True
+    enable_a5: bool = True
+    seed: int = 42  # drives the search's random choices (not the server's sampling)
+
+    # --- sampling ---
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int | None = 40
+    repetition_penalty: float | None = 1.1
+    max_tokens_cot: int = 256  # A2 and A4 (whole solutions)
+    max_tokens_step: int = 96  # A1
+    max_tokens_subquestion: int = 64
+    max_tokens_subanswer: int = 128
+    max_tokens_rephrase: int = 160
+
+    # --- discriminator (mutual consistency) ---
+    use_discriminator: bool = True
+    mask_mode: Literal["paper", "reference_code"] = "paper"
+    num_masks: int = 2
+    mask_left: float = 0.2
+    mask_right: float = 0.8
+    agreement: Literal["loose", "mid", "strict", "majority"] = "mid"
+    scoring: Literal["paper", "reference_code"] = "paper"
+    skip_threshold: float = 0.999  # skip the discriminator when this share of candidates agree
+    discriminator_temperature: float = 1.0
+    discriminator_max_tokens: int = 192
+    discriminator_seed: int = 7  # drives the random split points in `paper` masking
+
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form, carried into the result
+
+    def __post_init__(self) -> None:
+        task_family(self.task)  # raises ValueError on an unknown task
+        if self.preset_name not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset_name!r}; known: {', '.join(PRESETS)}")
+        positive = (
+            "num_rollouts",
+            "rollouts_in_flight",
+            "max_depth",
+            "num_a1_steps",
+            "num_subquestions",
+            "num_votes",
+            "num_last_votes",
+            "max_tokens_cot",
+            "max_tokens_step",
+            "max_tokens_subquestion",
+            "max_tokens_subanswer",
+            "max_tokens_rephrase",
+            "num_masks",
+            "discriminator_max_tokens",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 < self.mask_left <= self.mask_right < 1.0:
+            raise ValueError("need 0 < mask_left <= mask_right < 1")
+        if self.exploration_weight < 0:
+            raise ValueError("exploration_weight must be >= 0")
+        if self.mask_mode not in ("paper", "reference_code"):
+            raise ValueError(f"unknown mask_mode {self.mask_mode!r}")
+        if self.scoring not in ("paper", "reference_code"):
+            raise ValueError(f"unknown scoring {self.scoring!r}")
+        if self.agreement not in ("loose", "mid", "strict", "majority"):
+            raise ValueError(f"unknown agreement rule {self.agreement!r}")
+
+    @classmethod
+    def preset(cls, name: str = "fast", *, task: str = "gsm8k", **overrides: Any) -> RStarConfig:
+        """Build a preset.
+
+        * ``paper``: the paper's setting (§4.1 and the authors' reproduction command):
+          32 rollouts, depth 5 (8 for MATH), 5 A1 steps, 5 sub-questions, 10/32 votes, c=2,
+          T=0.8, top_p 0.95, top_k 40, repetition penalty 1.1, random 20-80 % step masks.
+        * ``reference_code``: the released code's argparse defaults (15 rollouts, 3 A1 steps,
+          3 sub-questions, four word-prefix masks at 20-50 %, "mid" agreement, code scoring).
+        * ``fast``: a CPU budget: 4 rollouts, depth 4, 2 A1 steps, 2 sub-questions, 3/4 votes,
+          short generations, 2 masks. Trades recall of rare correct paths for ~40x fewer tokens.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        family = task_family(task)
+        common = dict(
+            preset_name=name,
+            task=task,
+            exploration_weight=2.0,
+            temperature=0.8,
+            top_p=0.95,
+            top_k=40,
+            repetition_penalty=1.1,
+        )
+        if name == "paper":
+            values: dict[str, Any] = dict(
+                num_rollouts=32,
+                max_depth=8 if family == "math" else 5,
+                num_a1_steps=5,
+                num_subquestions=5,
+                num_votes=10,
+                num_last_votes=32,
+                max_tokens_cot=1024,
+                max_tokens_step=256,
+                max_tokens_subquestion=128,
+                max_tokens_subanswer=512,
+                max_tokens_rephrase=512,
+                mask_mode="paper",
+                num_masks=4,
+                mask_left=0.2,
+                mask_right=0.8,
+                agreement="mid",
+                scoring="paper",
+                discriminator_max_tokens=512,
+            )
+        elif name == "reference_code":
+            values = dict(
+                num_rollouts=15,
+                max_depth=5,
+                num_a1_steps=3,
+                num_subquestions=3,
+                num_votes=10,
+                num_last_votes=32,
+                max_tokens_cot=1024,
+                max_tokens_step=256,
+                max_tokens_subquestion=128,
+                max_tokens_subanswer=512,
+                max_tokens_rephrase=512,
+                mask_mode="reference_code",
+                num_masks=4,
+                mask_left=0.2,
+                mask_right=0.5,
+                agreement="mid",
+                scoring="reference_code",
+                discriminator_max_tokens=512,
+            )
+        else:
+            values = dict(
+                num_rollouts=4,
+                max_depth=4,
+                num_a1_steps=2,
+                num_subquestions=2,
+                num_votes=3,
+                num_last_votes=4,
+                max_tokens_cot=256,
+                max_tokens_step=96,
+                max_tokens_subquestion=64,
+                max_tokens_subanswer=128,
+                max_tokens_rephrase=160,
+                mask_mode="paper",
+                num_masks=2,
+                mask_left=0.2,
+                mask_right=0.8,
+                agreement="mid",
+                scoring="paper",
+                discriminator_max_tokens=192,
+            )
+        return cls(**{**common, **values, **overrides})
+
+    def replace(self, **changes: Any) -> RStarConfig:
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RStarConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_FIELD_TYPES = get_type_hints(RStarConfig)
+
+# Per-run overrides, the graph's `context_schema`: any RStarConfig field, all optional.
+RStarContext = TypedDict(  # type: ignore[misc]
+    "RStarContext",
+    {"preset": str, **{f.name: _FIELD_TYPES[f.name] for f in dataclasses.fields(RStarConfig)}},
+    total=False,
+)
+RStarContext.__doc__ = (
+    "Per-run overrides of any RStarConfig field; `preset` rebuilds from a preset."
+)
+
+
+def resolve_config(base: RStarConfig, context: Any) -> RStarConfig:
+    """Apply a run's context to the factory's config.
+
+    ``context`` may be ``None`` (no overrides), an :class:`RStarConfig`, or a mapping of field
+    names (an ``RStarContext``), possibly nested under an ``"rstar"`` key when the graph runs inside
+    a parent whose context has other keys. Keys that are not config fields are ignored, because a
+    parent graph's context arrives here unchanged.
+    """
+    if context is None:
+        return base
+    if isinstance(context, RStarConfig):
+        return context
+    if not isinstance(context, Mapping):
+        nested = getattr(context, "rstar", None)
+        if isinstance(nested, (Mapping, RStarConfig)):
+            return resolve_config(base, nested)
+        return base
+    if isinstance(context.get("rstar"), (Mapping, RStarConfig)):
+        return resolve_config(base, context["rstar"])
+    names = {f.name for f in dataclasses.fields(RStarConfig)} | {"preset"}
+    overrides = {k: v for k, v in context.items() if k in names}
+    if not overrides:
+        return base
+    if "preset" in overrides:
+        rest = {k: v for k, v in overrides.items() if k not in ("preset", "task")}
+        return RStarConfig.preset(
+            overrides["preset"], task=overrides.get("task", base.task), **rest
+        )
+    return base.replace(**overrides)

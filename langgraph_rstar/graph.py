@@ -1,0 +1,265 @@
+"""`create_rstar_graph`: rStar as a LangGraph ``StateGraph``.
+
+Topology::
+
+    START -> init -> controller -(Send per action)-> a1_one_step | a2_remaining_steps |
+                        ^                              a3_subquestion | a4_reanswer_subquestion |
+                        |                              a5_rephrase_question
+                        +------------------------------------+
+             controller -> discriminate -> finalize -> END
+
+``controller`` is the async MCTS controller: it back-propagates finished rollouts, starts new ones
+(up to ``rollouts_in_flight``) and walks each rollout until it needs an expansion; every action
+allowed at every node to expand goes out as one ``Send``, so a wave's model calls run
+concurrently. All state is JSON-native, so any checkpointer can pause and resume a search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.runtime import Runtime
+from langgraph.types import Overwrite, RetryPolicy, Send
+
+from langgraph_rstar import events
+from langgraph_rstar.actions import ACTION_FUNCTIONS
+from langgraph_rstar.backends import LLMBackend
+from langgraph_rstar.config import RStarConfig, RStarContext, resolve_config
+from langgraph_rstar.discriminator import Verification, select_final, verify_candidates
+from langgraph_rstar.prompts import load_prompts
+from langgraph_rstar.search import (
+    ACTIONS,
+    Candidate,
+    Expansion,
+    Rollout,
+    SearchSettings,
+    TreeNode,
+    advance,
+    collect_candidates,
+    generator_vote,
+    make_root,
+    merge_nodes,
+    path_context,
+)
+
+
+def add_usage(
+    left: Mapping[str, Mapping[str, int]] | None, right: Mapping[str, Mapping[str, int]] | None
+) -> dict[str, dict[str, int]]:
+    """Sum usage counters per endpoint role ("target", "discriminator")."""
+    out = {role: dict(counts) for role, counts in (left or {}).items()}
+    for role, counts in (right or {}).items():
+        bucket = out.setdefault(role, {})
+        for key, value in counts.items():
+            bucket[key] = bucket.get(key, 0) + value
+    return out
+
+
+class RStarInput(TypedDict, total=False):
+    """Input: a ``question``, or ``messages`` whose last human message is the question."""
+
+    question: str
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class RStarOutput(TypedDict, total=False):
+    """Output: the answer, its confidence and trajectory, and one ``AIMessage`` named "rstar"."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    question: str
+    answer: str | None
+    confidence: float
+    trajectory: list[str]
+    selection: str  # how the answer was chosen
+    generator_answer: str | None
+    generator_confidence: float
+    candidates: list[Candidate]
+    verification: Verification
+    usage: Annotated[dict[str, dict[str, int]], add_usage]
+
+
+class RStarState(RStarInput, RStarOutput, total=False):
+    """The whole run state: the tree is a flat map keyed by node id."""
+
+    config: dict[str, Any]
+    nodes: Annotated[dict[str, TreeNode], merge_nodes]
+    rollouts: dict[str, Rollout]
+    expansions: list[Expansion]
+
+
+class ActionRequest(TypedDict):
+    """A ``Send`` payload: one action for one node, with just the path text it needs."""
+
+    action: str
+    context: dict[str, Any]
+    config: dict[str, Any]
+
+
+def _question_from(state: Mapping[str, Any]) -> str:
+    question = state.get("question")
+    if not question:
+        for message in reversed(state.get("messages") or []):
+            if isinstance(message, HumanMessage) or getattr(message, "type", "") == "human":
+                question = (
+                    message.content if isinstance(message.content, str) else str(message.content)
+                )
+                break
+    question = (question or "").strip()
+    if not question:
+        raise ValueError("rStar needs a non-empty question (state 'question' or a human message)")
+    return question
+
+
+def create_rstar_graph(
+    target: LLMBackend,
+    *,
+    discriminator: LLMBackend | None = None,
+    config: RStarConfig | None = None,
+    retry_policy: RetryPolicy | None = None,
+) -> StateGraph:
+    """Build the rStar graph (uncompiled: you choose the checkpointer, cache and name).
+
+    Args:
+        target: backend of the generator SLM (e.g. ``OpenAICompatibleLLM``).
+        discriminator: backend of the discriminator SLM; ``None`` reuses ``target``
+            (self-discrimination). Set ``use_discriminator=False`` in the config to skip it.
+        config: defaults for every run (``RStarConfig.preset("fast")`` when omitted). Each run
+            may override any field through the context: ``graph.ainvoke(inp, context={...})``.
+        retry_policy: optional LangGraph retry policy for the model-calling nodes (the backend
+            already retries transient HTTP errors).
+
+    Returns:
+        A ``StateGraph`` with input ``RStarInput`` and output ``RStarOutput``.
+
+    Example:
+        >>> from langgraph_rstar import OpenAICompatibleLLM, RStarConfig, create_rstar_graph
+        >>> llm = OpenAICompatibleLLM("http://localhost:8000/v1", "Qwen/Qwen2.5-1.5B-Instruct")
+        >>> app = create_rstar_graph(llm, config=RStarConfig.preset("fast")).compile()
+        >>> # out = await app.ainvoke({"question": "What is 2 + 3 * 4?"})
+        >>> # out["answer"], out["confidence"]
+    """
+    base = config or RStarConfig.preset("fast")
+    disc = discriminator or target
+
+    async def init(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
+        cfg = resolve_config(base, runtime.context)
+        question = _question_from(state)
+        load_prompts(cfg.prompts, task=cfg.task)  # fail early on a bad pack
+        return {
+            "question": question,
+            "config": cfg.to_dict(),
+            "nodes": Overwrite({"0": make_root(question)}),
+            "rollouts": {},
+            "expansions": [],
+            "usage": Overwrite({}),
+        }
+
+    async def controller(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
+        step = advance(
+            state["nodes"], state.get("rollouts") or {}, SearchSettings.from_config(state["config"])
+        )
+        write = runtime.stream_writer
+        for run in step.finished:
+            end = merge_nodes(state["nodes"], step.nodes)[run["path"][-1]]
+            write(events.rollout_finished(run, end))
+        for rid in step.started:
+            write(events.rollout_started(rid, state["config"]["num_rollouts"]))
+        return {"nodes": step.nodes, "rollouts": step.rollouts, "expansions": step.expansions}
+
+    def dispatch(state: RStarState) -> list[Send] | str:
+        expansions = state.get("expansions") or []
+        if not expansions:
+            return "discriminate"
+        return [
+            Send(
+                action,
+                ActionRequest(
+                    action=action,
+                    context=dict(path_context(state["nodes"], exp["node_id"], exp["rollout"])),
+                    config=state["config"],
+                ),
+            )
+            for exp in expansions
+            for action in exp["actions"]
+        ]
+
+    def make_action_node(action: str):
+        fn = ACTION_FUNCTIONS[action]
+
+        async def run_action(request: ActionRequest, runtime: Runtime[RStarContext]):
+            cfg = RStarConfig.from_dict(request["config"])
+            pack = load_prompts(cfg.prompts, task=cfg.task)
+            result = await fn(request["context"], target, pack, cfg)  # type: ignore[arg-type]
+            parent = request["context"]["node_id"]
+            runtime.stream_writer(events.node_expanded(action, parent, result["nodes"]))
+            return {"nodes": result["nodes"], "usage": {"target": result["usage"]}}
+
+        run_action.__name__ = action
+        return run_action
+
+    async def discriminate(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
+        cfg = RStarConfig.from_dict(state["config"])
+        candidates = collect_candidates(state["nodes"])
+        vote = generator_vote(candidates, cfg.task)
+        verification = await verify_candidates(
+            state["question"],
+            candidates,
+            llm=disc,
+            pack=load_prompts(cfg.prompts, task=cfg.task),
+            config=cfg,
+            on_check=lambda check: runtime.stream_writer(events.candidate_verified(check)),
+        )
+        return {
+            "candidates": candidates,
+            "generator_answer": vote.answer,
+            "generator_confidence": vote.confidence,
+            "verification": verification,
+            "usage": {"discriminator": verification["usage"]},
+        }
+
+    async def finalize(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
+        cfg = RStarConfig.from_dict(state["config"])
+        final = select_final(state.get("candidates") or [], state["verification"], cfg)
+        runtime.stream_writer(events.final_answer(final))
+        steps = final["trajectory"]
+        body = "\n".join(f"Step {i}: {s}" for i, s in enumerate(steps, 1))
+        content = f"{body}\n\nFinal answer: {final['answer']}" if steps else str(final["answer"])
+        return {
+            "answer": final["answer"],
+            "confidence": final["confidence"],
+            "trajectory": steps,
+            "selection": final["method"],
+            "messages": [AIMessage(content=content, name="rstar")],
+        }
+
+    builder = StateGraph(
+        RStarState, context_schema=RStarContext, input_schema=RStarInput, output_schema=RStarOutput
+    )
+    builder.add_node("init", init)
+    builder.add_node("controller", controller)
+    for action in ACTIONS:
+        builder.add_node(
+            action, make_action_node(action), input_schema=ActionRequest, retry_policy=retry_policy
+        )
+        builder.add_edge(action, "controller")
+    builder.add_node("discriminate", discriminate, retry_policy=retry_policy)
+    builder.add_node("finalize", finalize)
+    builder.add_edge(START, "init")
+    builder.add_edge("init", "controller")
+    builder.add_conditional_edges("controller", dispatch, [*ACTIONS, "discriminate"])
+    builder.add_edge("discriminate", "finalize")
+    builder.add_edge("finalize", END)
+    return builder
+
+
+__all__ = [
+    "ActionRequest",
+    "RStarInput",
+    "RStarOutput",
+    "RStarState",
+    "create_rstar_graph",
+]

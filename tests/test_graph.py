@@ -1,0 +1,167 @@
+"""The rStar graph against a real HTTP server on 127.0.0.1 that answers by prompt content."""
+
+from __future__ import annotations
+
+import collections
+import time
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from langgraph_rstar import OpenAICompatibleLLM, RStarConfig, asolve, create_rstar_graph
+from langgraph_rstar.actions import STOP_ONE_STEP, STOP_SOLUTION, STOP_SUBQUESTION
+from langgraph_rstar.search import ACTIONS, allowed_actions
+from tests.conftest import QUESTIONS, rstar_responder
+from tests.scripted_server import ScriptedServer
+
+QUESTION = next(iter(QUESTIONS))  # Tom's apples: right answer 5
+
+
+def request_key(record) -> tuple:
+    return (record.path, tuple(record.prompts), record.n, tuple(record.stop or ()))
+
+
+async def test_full_run_builds_a_grammatical_tree_and_sends_the_right_requests(
+    scripted, llm, tiny_config
+):
+    app = create_rstar_graph(llm, config=tiny_config).compile(checkpointer=InMemorySaver())
+    cfg = {"configurable": {"thread_id": "t1"}}
+    out = await app.ainvoke({"question": QUESTION}, cfg)
+    assert out["answer"] == "5"
+    assert out["generator_answer"] == "5"
+    assert 0 < out["confidence"] <= 1
+    assert out["trajectory"] and "answer is 5" in out["trajectory"][-1]
+    assert isinstance(out["messages"][-1], AIMessage) and out["messages"][-1].name == "rstar"
+    assert "nodes" not in out  # the tree stays private to the graph
+    state = (await app.aget_state(cfg)).values
+    nodes = state["nodes"]
+    assert nodes["0"]["N"] == tiny_config.num_rollouts
+    for node in nodes.values():
+        for action, kids in node["children"].items():
+            assert action in allowed_actions({**node, "terminal": False})
+            for kid in kids:
+                assert nodes[kid]["depth"] == node["depth"] + 1 <= tiny_config.max_depth
+        if node["kind"] == "rephrased":
+            assert node["parent"] == "0"
+        if node["kind"] == "re_subanswer":
+            assert nodes[node["parent"]]["kind"] == "subquestion"
+    assert set(nodes["0"]["children"]) == {
+        "a1_one_step",
+        "a2_remaining_steps",
+        "a3_subquestion",
+        "a5_rephrase_question",
+    }
+    # every candidate carries its trajectory, answer, confidence and rollout id
+    for cand in out["candidates"]:
+        assert cand["steps"] and cand["answer"] and 0 <= cand["rollout"] < 4
+
+    posts = scripted.posts
+    assert out["usage"]["target"]["requests"] + out["usage"].get("discriminator", {}).get(
+        "requests", 0
+    ) == len(posts)
+    by_stop = collections.defaultdict(list)
+    for rec in posts:
+        by_stop[tuple(rec.stop or ())].append(rec)
+    a1 = by_stop[tuple(STOP_ONE_STEP)]
+    assert a1 and all(r.n == tiny_config.num_a1_steps for r in a1)
+    a3 = by_stop[tuple(STOP_SUBQUESTION)]
+    assert a3 and all(r.n == tiny_config.num_subquestions for r in a3)
+    solutions = by_stop[tuple(STOP_SOLUTION)]
+    # A2 samples num_last_votes; the discriminator sends n=1 prompts; A4 num_votes/num_last_votes
+    assert any(r.n == tiny_config.num_last_votes for r in solutions)
+    for rec in posts:
+        # every prompt works on this question (A4 keeps its context, A5's child its conditions)
+        assert "Tom has 3 apples" in rec.prompts[0] or "The first fact" in rec.prompts[0]
+
+
+async def test_messages_in_messages_out_and_context_overrides(llm, tiny_config):
+    app = create_rstar_graph(llm, config=tiny_config).compile()
+    out = await app.ainvoke(
+        {"messages": [HumanMessage(QUESTION)]},
+        context={"num_rollouts": 2, "use_discriminator": False},
+    )
+    assert out["answer"] == "5"
+    assert out["selection"] in ("generator_maj", "unanimous")
+    assert out["messages"][0].content == QUESTION
+    assert out["messages"][-1].content.endswith("Final answer: 5")
+
+
+async def test_empty_question_is_rejected(llm):
+    app = create_rstar_graph(llm).compile()
+    with pytest.raises(ValueError, match="non-empty question"):
+        await app.ainvoke({"question": "   "})
+    with pytest.raises(ValueError, match="non-empty question"):
+        await asolve("", target=llm)
+
+
+async def test_rollouts_in_flight_overlap_in_time(slow_scripted):
+    """K=4 rollouts expand different nodes in the same wave: more overlap, less wall time."""
+    llm = OpenAICompatibleLLM(slow_scripted.base_url, "m", max_retries=1, timeout=30)
+    measured = {}
+    for k in (1, 4):
+        slow_scripted.log.clear()
+        cfg = RStarConfig.preset(
+            "fast", num_rollouts=8, max_depth=3, rollouts_in_flight=k, use_discriminator=False
+        )
+        start = time.perf_counter()
+        result = await asolve(QUESTION, target=llm, config=cfg)
+        measured[k] = (
+            time.perf_counter() - start,
+            slow_scripted.peak_concurrency(),
+            len(slow_scripted.posts),
+            result,
+        )
+    (t1, peak1, _, r1), (t4, peak4, _, r4) = measured[1], measured[4]
+    assert r1.answer == r4.answer == "5"
+    assert peak4 > peak1
+    assert t4 < t1
+    # distinct tree nodes were being expanded concurrently: a wave held >1 node
+    assert r4.tree["0"]["N"] == r1.tree["0"]["N"] == 8
+
+
+async def test_interrupted_checkpointed_run_resumes_without_repeating_requests(tmp_path):
+    cfg = RStarConfig.preset("fast", num_rollouts=4, max_depth=3)
+    with ScriptedServer(rstar_responder) as server:
+        llm = OpenAICompatibleLLM(server.base_url, "m", max_retries=1)
+        app = create_rstar_graph(llm, config=cfg).compile()
+        baseline = await app.ainvoke({"question": QUESTION})
+        expected = collections.Counter(request_key(r) for r in server.posts)
+
+    db = str(tmp_path / "checkpoints.sqlite")
+    with ScriptedServer(rstar_responder) as server:
+        llm = OpenAICompatibleLLM(server.base_url, "m", max_retries=1)
+        thread = {"configurable": {"thread_id": "resume-me"}}
+        async with AsyncSqliteSaver.from_conn_string(db) as saver:
+            app = create_rstar_graph(llm, config=cfg).compile(checkpointer=saver)
+            waves = 0
+            stream = app.astream({"question": QUESTION}, thread, stream_mode="updates")
+            async for update in stream:
+                if "controller" in update:
+                    waves += 1
+                    if waves == 3:
+                        break  # the process "dies" between supersteps
+            await stream.aclose()
+        sent_before = len(server.posts)
+        assert 0 < sent_before < sum(expected.values())
+        # a new process: a fresh graph object and a fresh connection to the same file
+        async with AsyncSqliteSaver.from_conn_string(db) as saver:
+            app = create_rstar_graph(llm, config=cfg).compile(checkpointer=saver)
+            assert (await app.aget_state(thread)).next
+            resumed = await app.ainvoke(None, thread)
+        got = collections.Counter(request_key(r) for r in server.posts)
+    assert got == expected, "a finished request was sent again, or one was skipped"
+    assert resumed["answer"] == baseline["answer"]
+    assert resumed["candidates"] == baseline["candidates"]
+
+
+async def test_graph_topology():
+    app = create_rstar_graph(OpenAICompatibleLLM("http://127.0.0.1:9/v1", "m")).compile()
+    graph = app.get_graph()
+    names = set(graph.nodes)
+    assert {"init", "controller", "discriminate", "finalize", *ACTIONS} <= names
+    edges = {(e.source, e.target) for e in graph.edges}
+    for action in ACTIONS:
+        assert ("controller", action) in edges and (action, "controller") in edges
+    assert ("discriminate", "finalize") in edges
