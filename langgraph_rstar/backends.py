@@ -36,6 +36,7 @@ __all__ = [
     "LLMBackend",
     "OpenAICompatibleLLM",
     "Usage",
+    "apply_stop",
 ]
 
 logger = logging.getLogger(__name__)
@@ -244,13 +245,14 @@ class _Params:
     repetition_penalty: float | None
     seed: int | None
     usage: Usage = field(default_factory=Usage)
-    requests_started: int = 0
+    choices_requested: int = 0
 
-    def next_seed(self) -> int | None:
-        # Each request of a call gets its own seed: the same seed on the extra requests that
-        # fill up ``n`` would otherwise return copies of the same samples.
-        seed = None if self.seed is None else self.seed + self.requests_started
-        self.requests_started += 1
+    def next_seed(self, k: int) -> int | None:
+        # Each request of a call gets its own seed range: llama.cpp seeds choice j with
+        # seed + j, so requests of k choices step the seed by k; the same seed on the extra
+        # requests that fill up ``n`` would return copies of the same samples.
+        seed = None if self.seed is None else self.seed + self.choices_requested
+        self.choices_requested += k
         return seed
 
 
@@ -477,7 +479,8 @@ class OpenAICompatibleLLM:
             top_p: Nucleus sampling mass.
             top_k: Top-k cut-off (``None``: not sent). Not sent with the openai dialect.
             repetition_penalty: Repetition penalty (``None``: not sent). Not sent with openai.
-            seed: Sampling seed; each request of the call gets ``seed + i``.
+            seed: Sampling seed. Requests of one call get disjoint seeds (``seed`` plus the
+                number of samples per prompt requested before), so split requests differ.
 
         Returns:
             A :class:`Generation` with ``n`` completions per prompt, in prompt order.
@@ -552,11 +555,7 @@ class OpenAICompatibleLLM:
             return [[c for part in parts for c in part[i]] for i in range(len(prompts))]
         try:
             out = await self._request(prompts, k, params)
-        except _NLimitError as exc:
-            if k <= 1:
-                raise BackendError(
-                    f"{self.base_url} (model {self.model!r}) rejected n=1: {exc}"
-                ) from exc
+        except _NLimitError as exc:  # only raised for k > 1
             limit = exc.limit if exc.limit is not None and 1 <= exc.limit < k else max(1, k // 2)
             logger.info("%s: server limits n to %d; splitting requests", self.name, limit)
             self.max_n = limit if self.max_n is None else min(self.max_n, limit)
@@ -605,7 +604,7 @@ class OpenAICompatibleLLM:
         stop = params.stop if self.max_stop is None else params.stop[: self.max_stop]
         if stop:
             kwargs["stop"] = stop
-        seed = params.next_seed()
+        seed = params.next_seed(k)
         if seed is not None:
             kwargs["seed"] = seed
         if self.dialect == "llamacpp":
@@ -729,7 +728,7 @@ class OpenAICompatibleLLM:
         if not isinstance(choices, list) or not choices:
             raise self._malformed("no 'choices' list", content)
 
-        texts: list[tuple[int, str, str | None, int | None]] = []  # index, text, finish, lp-count
+        entries: list[tuple[int, str, str | None, int | None]] = []  # index, text, finish, tokens
         for pos, ch in enumerate(choices):
             if not isinstance(ch, dict):
                 raise self._malformed(f"choice {pos} is not an object", content)
@@ -745,15 +744,15 @@ class OpenAICompatibleLLM:
                 index = pos
             finish = ch.get("finish_reason")
             finish = finish if isinstance(finish, str) else None
-            texts.append((index, text, finish, self._logprob_tokens(ch, finish, stop_tokens)))
+            entries.append((index, text, finish, self._logprob_tokens(ch, finish, stop_tokens)))
 
         # Regroup by index (never trust order). A server that capped n numbers the choices
         # prompt_i * n_served + j, so derive the stride from the count when it divides evenly.
         p = len(prompts)
-        consistent = len(texts) % p == 0 and all(e[0] < len(texts) for e in texts)
-        stride = max(1, len(texts) // p) if consistent and len(texts) <= p * k else k
+        consistent = len(entries) % p == 0 and all(e[0] < len(entries) for e in entries)
+        stride = max(1, len(entries) // p) if consistent and len(entries) <= p * k else k
         grouped: list[list[tuple[int, str, str | None, int | None]]] = [[] for _ in prompts]
-        for entry in sorted(texts, key=lambda e: e[0]):
+        for entry in sorted(entries, key=lambda e: e[0]):
             owner = entry[0] // stride if p > 1 else 0
             if not 0 <= owner < p:
                 raise self._malformed(f"choice index {entry[0]} out of range", content)
@@ -769,18 +768,17 @@ class OpenAICompatibleLLM:
         params.usage.prompt_tokens += prompt_tokens
 
         flat = [e for group in grouped for e in group]
-        counts = self._token_counts(flat, completion_tokens)
-        params.usage.completion_tokens += sum(counts)
-        count_of = {id(e): c for e, c in zip(flat, counts, strict=True)}
+        token_counts = self._token_counts(flat, completion_tokens)
+        params.usage.completion_tokens += sum(token_counts)
+        counts = iter(token_counts)
 
         out: list[list[Completion]] = []
         for group in grouped:
             comps = []
-            for entry in group[:k]:
-                _, text, finish, _ = entry
-                text, stopped = apply_stop(text, params.stop)
-                comps.append(Completion(text, "stop" if stopped else finish, count_of[id(entry)]))
-            out.append(comps)
+            for _, raw_text, finish, _ in group:
+                text, stopped = apply_stop(raw_text, params.stop)
+                comps.append(Completion(text, "stop" if stopped else finish, next(counts)))
+            out.append(comps[:k])  # extra choices were generated (and counted), not used
         return out
 
     def _logprob_tokens(
