@@ -225,11 +225,15 @@ def _format_number(value: Decimal) -> str:
 
 
 def _extract_number(text: str) -> str | None:
+    # In word problems "$" is money, never a math delimiter ("$5 + $3 = $8").
+    text = text.replace("$", "")
     markers = list(_MARKER_RE.finditer(text))
     # The first "answer is" that is followed by a number wins: later ones are often a
     # hallucinated continuation (the next few-shot question, a "check" paragraph, ...).
     for marker in markers:
-        numbers = _numbers_in(_sentence_after(text, marker.end()))
+        sentence = _sentence_after(text, marker.end())
+        # "The answer is 60 * 6 = 360 hours": the result follows the last "=".
+        numbers = _numbers_in(sentence.rsplit("=", 1)[-1]) or _numbers_in(sentence)
         if numbers:
             return _format_number(numbers[0])
     for boxed in reversed(_boxed_contents(text)):

@@ -488,3 +488,16 @@ def test_vote_is_frozen() -> None:
     assert vote == Vote(answer="1", confidence=1.0, count=1, groups=[("1", 1, [0])])
     with pytest.raises(dataclasses.FrozenInstanceError):
         vote.answer = "2"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The answer is 60 * 6 = 360 hours.", "360"),
+        ("The answer is $5 + $3 = $8.", "8"),
+        ("So the answer is 2 + 2 = 4 apples, which is even.", "4"),
+        ("The answer is 12.", "12"),
+    ],
+)
+def test_number_after_an_equation_in_the_answer_sentence(text, expected):
+    assert extract_answer(text, "gsm8k") == expected
