@@ -51,7 +51,8 @@ async def main() -> None:
           f"per request, mean over {len(questions)} questions")
     print(f"{'K':>3} {'requests/q':>11} {'wall s/q':>9} {'peak in flight':>15}  answers")
     for r in rows:
-        print(f"{r['k']:>3} {r['requests']:>11.1f} {r['wall']:>9.2f} {r['peak']:>15}  {r['answers']}")
+        row = f"{r['k']:>3} {r['requests']:>11.1f} {r['wall']:>9.2f} {r['peak']:>15}"
+        print(f"{row}  {r['answers']}")
     print(f"speed-up K=4 vs K=1: {rows[0]['wall'] / rows[1]['wall']:.2f}x")
 
 
