@@ -30,7 +30,7 @@ unit: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check langgraph_rstar tests examples benchmarks
-	$(BIN)/ruff format --check langgraph_rstar/search.py langgraph_rstar/graph.py
+	$(BIN)/ruff format --check langgraph_rstar tests examples benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -34,8 +34,13 @@ async def measure(server: ScriptedServer, k: int, rollouts: int, questions: list
         requests.append(len(server.posts))
         answers.append(result.answer)
     await llm.aclose()
-    return {"k": k, "wall": sum(walls) / len(walls), "requests": sum(requests) / len(requests),
-            "peak": server.peak_concurrency(), "answers": answers}
+    return {
+        "k": k,
+        "wall": sum(walls) / len(walls),
+        "requests": sum(requests) / len(requests),
+        "peak": server.peak_concurrency(),
+        "answers": answers,
+    }
 
 
 async def main() -> None:
@@ -47,8 +52,10 @@ async def main() -> None:
     questions = list(QUESTIONS)[: args.questions]
     with ScriptedServer(rstar_responder, delay=args.delay) as server:
         rows = [await measure(server, k, args.rollouts, questions) for k in (1, 4)]
-    print(f"fast preset, {args.rollouts} rollouts, discriminator on, {args.delay * 1000:.0f} ms "
-          f"per request, mean over {len(questions)} questions")
+    print(
+        f"fast preset, {args.rollouts} rollouts, discriminator on, {args.delay * 1000:.0f} ms "
+        f"per request, mean over {len(questions)} questions"
+    )
     print(f"{'K':>3} {'requests/q':>11} {'wall s/q':>9} {'peak in flight':>15}  answers")
     for r in rows:
         row = f"{r['k']:>3} {r['requests']:>11.1f} {r['wall']:>9.2f} {r['peak']:>15}"

@@ -50,11 +50,30 @@ DEFAULT_DATA = Path("/work/shared/data/gsm8k/dev.jsonl")
 META_FILE = "benchmark.json"
 # Config fields worth showing in the report's settings table (the full config is attached too).
 SHOWN_FIELDS = (
-    "preset_name", "preset", "num_rollouts", "rollouts_in_flight", "max_depth", "num_a1_steps",
-    "num_subquestions", "num_votes", "num_last_votes", "exploration_weight", "temperature",
-    "top_p", "top_k", "repetition_penalty", "max_tokens_cot", "max_tokens_step",
-    "max_tokens_subquestion", "max_tokens_subanswer", "max_tokens_rephrase", "num_masks",
-    "mask_mode", "agreement", "scoring", "discriminator_max_tokens",
+    "preset_name",
+    "preset",
+    "num_rollouts",
+    "rollouts_in_flight",
+    "max_depth",
+    "num_a1_steps",
+    "num_subquestions",
+    "num_votes",
+    "num_last_votes",
+    "exploration_weight",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "max_tokens_cot",
+    "max_tokens_step",
+    "max_tokens_subquestion",
+    "max_tokens_subanswer",
+    "max_tokens_rephrase",
+    "num_masks",
+    "mask_mode",
+    "agreement",
+    "scoring",
+    "discriminator_max_tokens",
 )
 
 
@@ -63,26 +82,52 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, default=10, help="first N questions (default 10)")
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="GSM8K JSONL (default: dev split)")
-    ap.add_argument("--local-model", default="qwen2.5-coder-1.5b",
-                    help="qwen2.5-coder-1.5b (default) | qwen2.5-coder-0.5b | PATH.gguf")
-    ap.add_argument("--methods", default=",".join(METHODS),
-                    help=f"comma-separated subset of {','.join(METHODS)}")
+    ap.add_argument(
+        "--local-model",
+        default="qwen2.5-coder-1.5b",
+        help="qwen2.5-coder-1.5b (default) | qwen2.5-coder-0.5b | PATH.gguf",
+    )
+    ap.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated subset of {','.join(METHODS)}",
+    )
     ap.add_argument("--sc-k", type=int, default=8, help="self-consistency samples (default 8)")
     ap.add_argument("--preset", default="fast", help="rStar preset (default fast)")
     ap.add_argument("--rollouts", type=int, help="override num_rollouts")
-    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                    help="override an RStarConfig field for every method (repeatable)")
-    ap.add_argument("--concurrency", type=int, default=1,
-                    help="questions in flight per method (default 1: wall s/q is latency)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override an RStarConfig field for every method (repeatable)",
+    )
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="questions in flight per method (default 1: wall s/q is latency)",
+    )
     ap.add_argument("--parallel", type=int, default=8, help="server slots = max n per request")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     ap.add_argument("--ctx", type=int, default=None, help="server context (default: per slots)")
-    ap.add_argument("--runs-root", default=str(HERE / "runs"),
-                    help="where timestamped run directories go (default benchmarks/runs)")
-    ap.add_argument("--resume", nargs="?", const="latest", metavar="RUN_DIR",
-                    help="continue a run directory (no value: the newest one for this model)")
-    ap.add_argument("--results-dir", default=str(HERE / "results"),
-                    help="where the markdown report and plots go (default benchmarks/results)")
+    ap.add_argument(
+        "--runs-root",
+        default=str(HERE / "runs"),
+        help="where timestamped run directories go (default benchmarks/runs)",
+    )
+    ap.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="RUN_DIR",
+        help="continue a run directory (no value: the newest one for this model)",
+    )
+    ap.add_argument(
+        "--results-dir",
+        default=str(HERE / "results"),
+        help="where the markdown report and plots go (default benchmarks/results)",
+    )
     args = ap.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in args.methods if m not in METHODS]
@@ -118,11 +163,33 @@ def pick_run_dir(args: argparse.Namespace) -> Path:
 def eval_argv(args: argparse.Namespace, method: str, out: Path, base_url: str) -> list[str]:
     """The ``rstar eval`` options of one method (the server is already running)."""
     argv = [
-        "eval", "--dataset", "gsm8k", "--data", str(args.data), "--method", method,
-        "--limit", str(args.limit), "--out", str(out), "--concurrency", str(args.concurrency),
-        "--sc-k", str(args.sc_k), "--preset", args.preset, "--base-url", base_url,
-        "--dialect", "llamacpp", "--model", "local", "--local-model", args.local_model,
-        "--local-parallel", str(args.parallel),
+        "eval",
+        "--dataset",
+        "gsm8k",
+        "--data",
+        str(args.data),
+        "--method",
+        method,
+        "--limit",
+        str(args.limit),
+        "--out",
+        str(out),
+        "--concurrency",
+        str(args.concurrency),
+        "--sc-k",
+        str(args.sc_k),
+        "--preset",
+        args.preset,
+        "--base-url",
+        base_url,
+        "--dialect",
+        "llamacpp",
+        "--model",
+        "local",
+        "--local-model",
+        args.local_model,
+        "--local-parallel",
+        str(args.parallel),
     ]
     if args.rollouts:
         argv += ["--rollouts", str(args.rollouts)]
@@ -213,22 +280,28 @@ def pending_methods(args: argparse.Namespace, run_dir: Path) -> list[str]:
 
 async def run_methods(args: argparse.Namespace, run_dir: Path, meta: dict[str, Any]) -> int:
     """Start the server once and run every method against it; returns the worst exit code."""
-    server = LocalServer(args.local_model, parallel=args.parallel, threads=args.threads,
-                         ctx=args.ctx)
+    server = LocalServer(
+        args.local_model, parallel=args.parallel, threads=args.threads, ctx=args.ctx
+    )
     print(f"starting {args.local_model} ({args.parallel} slots) ...", file=sys.stderr, flush=True)
     worst = 0
     load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     async with server:
         meta["machine"] = machine_facts(server, load)
         target = OpenAICompatibleLLM(
-            server.base_url, "local", dialect="llamacpp", max_n=args.parallel, name="target",
+            server.base_url,
+            "local",
+            dialect="llamacpp",
+            max_n=args.parallel,
+            name="target",
         )
         ends = Endpoints(target, target, f"embedded {args.local_model} at {server.base_url}")
         parser = build_parser()
         try:
             for method in args.methods:
-                eval_args = parser.parse_args(eval_argv(args, method, run_dir / method,
-                                                        server.base_url))
+                eval_args = parser.parse_args(
+                    eval_argv(args, method, run_dir / method, server.base_url)
+                )
                 print(f"\n== {method} ==", file=sys.stderr, flush=True)
                 t0 = time.monotonic()
                 try:
@@ -281,8 +354,10 @@ def per_question_table(runs: Sequence[RunReport]) -> list[str]:
     for run in runs[1:]:
         ids += [r["id"] for r in run.records if r["id"] not in ids]
     golds = {r["id"]: r.get("gold") for run in runs for r in run.records}
-    lines = ["| id | gold | " + " | ".join(by_method) + " |",
-             "|---|---:|" + "---:|" * len(by_method)]
+    lines = [
+        "| id | gold | " + " | ".join(by_method) + " |",
+        "|---|---:|" + "---:|" * len(by_method),
+    ]
     for qid in sorted(ids, key=_id_key):
         cells = []
         for records in by_method.values():
@@ -323,8 +398,16 @@ def settings_section(runs: Sequence[RunReport], args: argparse.Namespace) -> lis
     ]
     lines += [f"| {k} | {cfg[k]} |" for k in SHOWN_FIELDS if k in cfg]
     if cfg:
-        lines += ["", "<details><summary>Full RStarConfig</summary>", "", "```json",
-                  json.dumps(cfg, indent=2), "```", "", "</details>"]
+        lines += [
+            "",
+            "<details><summary>Full RStarConfig</summary>",
+            "",
+            "```json",
+            json.dumps(cfg, indent=2),
+            "```",
+            "",
+            "</details>",
+        ]
     return lines
 
 
@@ -414,10 +497,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = pick_run_dir(args)
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = load_meta(run_dir)
-    meta.setdefault("sessions", []).append({
-        "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-    })
+    meta.setdefault("sessions", []).append(
+        {
+            "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        }
+    )
     save_meta(run_dir, meta)
     print(f"run directory: {run_dir}", file=sys.stderr)
     t0 = time.monotonic()

@@ -105,11 +105,13 @@ async def asolve(
         config: settings (``RStarConfig.preset("fast")`` by default); ``overrides`` replace fields,
             e.g. ``num_rollouts=8`` or ``task="math500"``.
         on_event: called with every progress event (sync or async callable).
-        checkpointer / thread_id: persist the run; after a failure, call again with the same pair
-            to resume without repeating finished model calls.
+        checkpointer / thread_id: persist the run; after a failure, call again with the same
+            question, checkpointer and thread_id to resume. Actions that finished are not re-run;
+            only the actions of the interrupted step are sent again. A different question on a
+            thread with an unfinished run raises ``ValueError``.
 
     Raises:
-        ValueError: empty question or bad settings.
+        ValueError: empty question, bad settings, or a thread busy with another question.
         RStarError: the run failed (e.g. the endpoint died); ``.partial`` keeps the tree so far.
 
     Example:
@@ -129,7 +131,15 @@ async def asolve(
     )
     run_config = {"configurable": {"thread_id": thread}}
     previous = await app.aget_state(run_config)
-    graph_input = None if previous.next else {"question": question}  # resume an unfinished run
+    graph_input: dict[str, Any] | None = {"question": question}
+    if previous.next:  # an unfinished run on this thread: resume it, but only for its question
+        asked = (previous.values or {}).get("question")
+        if asked is not None and asked.strip() != question.strip():
+            raise ValueError(
+                f"thread {thread!r} holds an unfinished run for a different question "
+                f"({asked[:60]!r}); resume it with that question or use a new thread_id"
+            )
+        graph_input = None
     try:
         async for chunk in app.astream(graph_input, run_config, stream_mode="custom"):
             if on_event is not None and is_rstar_event(chunk):

@@ -96,17 +96,21 @@ def agrees(rule: str, answer: str, answers: Sequence[str | None], task: str) -> 
     elif rule == "majority":
         vote = majority_vote(list(answers), task)
         ok = vote.answer is not None and answers_equal(vote.answer, answer, task)
-    else:  # "mid": at least half (the code's default: 2 of 4)
-        ok = hits >= max(1, total // 2)
+    else:  # "mid": at least half, rounded up (the code's default: 2 of 4; 2 of 3)
+        ok = hits >= 1 and 2 * hits >= total
     return hits, ok
+
+
+def _trajectory_key(c: Candidate) -> tuple[str, str | None]:
+    return render_steps(c["steps"]), c["answer"]
 
 
 def distinct_candidates(candidates: Sequence[Candidate]) -> list[Candidate]:
     """Candidates with identical trajectories and answers are checked once."""
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str | None]] = set()
     out = []
     for c in candidates:
-        key = (render_steps(c["steps"]), c["answer"])
+        key = _trajectory_key(c)
         if key not in seen and c["answer"] and len(c["answer"]) <= MAX_ANSWER_CHARS:
             seen.add(key)
             out.append(c)
@@ -224,8 +228,16 @@ def select_final(
         return by_majority(
             "unanimous" if verification["reason"] == "unanimous" else "generator_maj"
         )
+    # A check covers every candidate with the same trajectory (they were deduplicated
+    # before checking), so duplicates share its verdict and are scored like it.
     by_id = {c["node_id"]: c for c in candidates}
-    survivors = [by_id[ch["node_id"]] for ch in verification["checks"] if ch["consistent"]]
+    verdict = {
+        _trajectory_key(by_id[ch["node_id"]]): ch["consistent"]
+        for ch in verification["checks"]
+        if ch["node_id"] in by_id
+    }
+    checked = [c for c in candidates if _trajectory_key(c) in verdict]
+    survivors = [c for c in checked if verdict[_trajectory_key(c)]]
     if not survivors:
         return by_majority("generator_maj_fallback")
     if config.scoring == "paper":
@@ -237,7 +249,6 @@ def select_final(
             trajectory=list(best["steps"]),
             method="discriminator",
         )
-    checked = [by_id[ch["node_id"]] for ch in verification["checks"]]
     groups = group_answers([c["answer"] for c in survivors], task)
     scored = []
     for members in groups:

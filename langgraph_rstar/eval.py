@@ -403,8 +403,9 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     return {
         "method": next(iter(methods)) if len(methods) == 1 else ",".join(sorted(map(str, methods))),
-        "dataset": next(iter(datasets)) if len(datasets) == 1 else ",".join(
-            sorted(map(str, datasets))),
+        "dataset": next(iter(datasets))
+        if len(datasets) == 1
+        else ",".join(sorted(map(str, datasets))),
         "n": n,
         "correct": correct,
         "errors": errors,
@@ -491,8 +492,13 @@ async def _predict_samples(
     pack = load_prompts(cfg.prompts, task=cfg.task)
     prompt = pack.steps_prompt(question, [])
     gen = await ends.target.generate(
-        [prompt], n=n, max_tokens=cfg.max_tokens_cot, stop=STOP_SOLUTION,
-        temperature=0.0 if greedy else cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
+        [prompt],
+        n=n,
+        max_tokens=cfg.max_tokens_cot,
+        stop=STOP_SOLUTION,
+        temperature=0.0 if greedy else cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
         repetition_penalty=cfg.repetition_penalty,
     )
     # The prompt ends with "Step 1:"; put it back so the text reads as a whole solution.
@@ -516,15 +522,21 @@ async def _predict_rstar(
 
     try:
         result = await asolve(
-            question, target=ends.target, discriminator=ends.discriminator,
+            question,
+            target=ends.target,
+            discriminator=ends.discriminator,
             config=cfg.replace(use_discriminator=discriminator),
         )
     except RStarError as exc:
         usage = exc.partial.usage if exc.partial is not None else None
         raise _QuestionFailed(str(exc), _usage_from(usage)) from exc
     candidates = [
-        {"answer": c.get("answer"), "rollout": c.get("rollout"),
-         "confidence": c.get("confidence"), "reward": c.get("reward")}
+        {
+            "answer": c.get("answer"),
+            "rollout": c.get("rollout"),
+            "confidence": c.get("confidence"),
+            "reward": c.get("reward"),
+        }
         for c in result.candidates
     ]
     return {
@@ -622,20 +634,26 @@ def _eval_config(args: argparse.Namespace) -> RStarConfig:
     from langgraph_rstar.cli import config_from_args
 
     if args.task is not None and args.task != args.dataset:
-        raise EvalError(f"--task {args.task} conflicts with --dataset {args.dataset}; "
-                        "the dataset sets the task, drop --task")
+        raise EvalError(
+            f"--task {args.task} conflicts with --dataset {args.dataset}; "
+            "the dataset sets the task, drop --task"
+        )
     args.task = args.dataset
     cfg = config_from_args(args)
     if args.method == "rstar" and not cfg.use_discriminator:
-        raise EvalError("--method rstar uses the discriminator; for the generator alone use "
-                        "--method rstar-generator")
+        raise EvalError(
+            "--method rstar uses the discriminator; for the generator alone use "
+            "--method rstar-generator"
+        )
     if args.method == "rstar-generator":
         cfg = cfg.replace(use_discriminator=False)
     return cfg
 
 
 def _check_same_run(
-    run_dir: Path, settings: Mapping[str, Any], done: Mapping[str, Mapping[str, Any]],
+    run_dir: Path,
+    settings: Mapping[str, Any],
+    done: Mapping[str, Mapping[str, Any]],
     wanted: Mapping[str, Any],
 ) -> None:
     """Refuse to mix two different experiments in one run directory."""
@@ -668,8 +686,15 @@ def _public_options(args: argparse.Namespace) -> dict[str, Any]:
 class _Progress:
     """Live bar (done/total, accuracy so far, generated tokens, ETA); plain lines off a TTY."""
 
-    def __init__(self, console: Console, total: int, done: Iterable[Mapping[str, Any]],
-                 label: str, *, enabled: bool) -> None:
+    def __init__(
+        self,
+        console: Console,
+        total: int,
+        done: Iterable[Mapping[str, Any]],
+        label: str,
+        *,
+        enabled: bool,
+    ) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -689,12 +714,19 @@ class _Progress:
         self.tokens = 0  # generated in this session
         self.live = enabled and console.is_terminal
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"),
-            TimeRemainingColumn(), console=console, disable=not self.live,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not self.live,
         )
-        self.task = self.progress.add_task(label, total=total, completed=self.done,
-                                           stats=self._stats())
+        self.task = self.progress.add_task(
+            label, total=total, completed=self.done, stats=self._stats()
+        )
 
     def _stats(self) -> str:
         acc = f"{100 * self.correct / self.done:.1f}%" if self.done else "-"
@@ -720,7 +752,8 @@ class _Progress:
                 f"[{self.done}/{self.total}] {record['id']}: {mark} "
                 f"(pred {record.get('prediction')!r}, gold {record.get('gold')!r}, "
                 f"{record.get('wall_seconds', 0):.1f}s) {self._stats()}",
-                markup=False, highlight=False,
+                markup=False,
+                highlight=False,
             )
 
 
@@ -773,30 +806,39 @@ async def run_eval(
     with _run_lock(run_dir):
         log = ResultsLog(run_dir / RESULTS_FILE)
         settings = load_settings(run_dir)
-        wanted = {"method": args.method, "dataset": args.dataset, "sc_k": sc_k,
-                  "config": cfg.to_dict()}
+        wanted = {
+            "method": args.method,
+            "dataset": args.dataset,
+            "sc_k": sc_k,
+            "config": cfg.to_dict(),
+        }
         # Check before repairing anything, so that a wrong --out never touches the file.
         _check_same_run(run_dir, settings, {r["id"]: r for r in _peek(log.path)}, wanted)
         done = log.open()
         try:
             if log.dropped_lines:
-                err.print(f"[yellow]dropped {log.dropped_lines} torn line(s) from "
-                          f"{log.path}[/yellow]")
+                err.print(
+                    f"[yellow]dropped {log.dropped_lines} torn line(s) from {log.path}[/yellow]"
+                )
             ids = {it.id for it in items}
             todo = [it for it in items if it.id not in done]
             finished = [r for rid, r in done.items() if rid in ids]
             quiet = getattr(args, "quiet", False)
             if not quiet:
                 retry = f", retrying {log.retried_errors} failed" if log.retried_errors else ""
-                err.print(f"[dim]{args.method} on {args.dataset}: {len(items)} questions, "
-                          f"{len(finished)} already done{retry}; results in {log.path}[/dim]")
+                err.print(
+                    f"[dim]{args.method} on {args.dataset}: {len(items)} questions, "
+                    f"{len(finished)} already done{retry}; results in {log.path}[/dim]"
+                )
             if todo:
                 async with contextlib.AsyncExitStack() as stack:
                     ends = endpoints or await stack.enter_async_context(
-                        open_endpoints(args, status=None if quiet else err.print))
+                        open_endpoints(args, status=None if quiet else err.print)
+                    )
                     _write_settings(run_dir, settings, wanted, args, ends, items)
-                    await _run_items(todo, finished, len(items), args, cfg, sc_k, ends, log,
-                                     err, quiet)
+                    await _run_items(
+                        todo, finished, len(items), args, cfg, sc_k, ends, log, err, quiet
+                    )
         finally:
             log.close()
 
@@ -804,10 +846,12 @@ async def run_eval(
     records = [r for r in load_records(run_dir) if r["id"] in selected]
     s = summarize(records)
     if not getattr(args, "quiet", False):
-        print(f"{args.method} on {args.dataset}: {s['correct']}/{s['n']} correct = "
-              f"{100 * s['accuracy']:.1f}% (95% CI {100 * s['ci_low']:.1f}-"
-              f"{100 * s['ci_high']:.1f}), {s['generated_tokens_per_question']:.0f} generated "
-              f"tokens/question; {s['errors']} errors -> {run_dir / RESULTS_FILE}")
+        print(
+            f"{args.method} on {args.dataset}: {s['correct']}/{s['n']} correct = "
+            f"{100 * s['accuracy']:.1f}% (95% CI {100 * s['ci_low']:.1f}-"
+            f"{100 * s['ci_high']:.1f}), {s['generated_tokens_per_question']:.0f} generated "
+            f"tokens/question; {s['errors']} errors -> {run_dir / RESULTS_FILE}"
+        )
     return 1 if s["errors"] else 0
 
 
@@ -816,14 +860,22 @@ def _peek(path: Path) -> list[dict[str, Any]]:
 
 
 def _write_settings(
-    run_dir: Path, settings: Mapping[str, Any], wanted: Mapping[str, Any],
-    args: argparse.Namespace, ends: Endpoints, items: Sequence[Item],
+    run_dir: Path,
+    settings: Mapping[str, Any],
+    wanted: Mapping[str, Any],
+    args: argparse.Namespace,
+    ends: Endpoints,
+    items: Sequence[Item],
 ) -> None:
     from langgraph_rstar import __version__
 
     data_path = Path(args.data).resolve()
-    session = {"started": _now(), "endpoint": ends.description,
-               "questions": len(items), "options": _public_options(args)}
+    session = {
+        "started": _now(),
+        "endpoint": ends.description,
+        "questions": len(items),
+        "options": _public_options(args),
+    }
     new = {
         "method": wanted["method"],
         "dataset": wanted["dataset"],
@@ -841,9 +893,16 @@ def _write_settings(
 
 
 async def _run_items(
-    todo: Sequence[Item], finished: Sequence[Mapping[str, Any]], total: int,
-    args: argparse.Namespace, cfg: RStarConfig, sc_k: int | None, ends: Endpoints,
-    log: ResultsLog, err: Console, quiet: bool,
+    todo: Sequence[Item],
+    finished: Sequence[Mapping[str, Any]],
+    total: int,
+    args: argparse.Namespace,
+    cfg: RStarConfig,
+    sc_k: int | None,
+    ends: Endpoints,
+    log: ResultsLog,
+    err: Console,
+    quiet: bool,
 ) -> None:
     sem = asyncio.Semaphore(args.concurrency)
     max_in_a_row = args.max_consecutive_errors
@@ -857,8 +916,7 @@ async def _run_items(
             async with sem:
                 if abort.is_set():
                     return
-                record = await _evaluate_item(item, args.method, args.dataset, ends, cfg,
-                                              sc_k or 1)
+                record = await _evaluate_item(item, args.method, args.dataset, ends, cfg, sc_k or 1)
             log.append(record)  # durable before it is counted anywhere
             progress.add(record)
             if record["error"]:
@@ -951,18 +1009,33 @@ def render_table(runs: Sequence[RunReport]) -> Table:
 
     table = Table(title="rStar evaluation")
     for name, justify in (
-        ("run", "left"), ("method", "left"), ("dataset", "left"), ("n", "right"),
-        ("acc %", "right"), ("95% CI", "right"), ("gen@maj %", "right"), ("errors", "right"),
-        ("req/q", "right"), ("gen tok/q", "right"), ("wall s/q", "right"),
+        ("run", "left"),
+        ("method", "left"),
+        ("dataset", "left"),
+        ("n", "right"),
+        ("acc %", "right"),
+        ("95% CI", "right"),
+        ("gen@maj %", "right"),
+        ("errors", "right"),
+        ("req/q", "right"),
+        ("gen tok/q", "right"),
+        ("wall s/q", "right"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for run in runs:
         s = run.summary
         table.add_row(
-            run.path.name, run.method, run.task, str(s["n"]), _pct(s["accuracy"]),
-            f"{_pct(s['ci_low'])}-{_pct(s['ci_high'])}", _pct(s["generator_maj_accuracy"]),
-            str(s["errors"]), f"{s['requests_per_question']:.1f}",
-            f"{s['generated_tokens_per_question']:.0f}", f"{s['wall_seconds_per_question']:.1f}",
+            run.path.name,
+            run.method,
+            run.task,
+            str(s["n"]),
+            _pct(s["accuracy"]),
+            f"{_pct(s['ci_low'])}-{_pct(s['ci_high'])}",
+            _pct(s["generator_maj_accuracy"]),
+            str(s["errors"]),
+            f"{s['requests_per_question']:.1f}",
+            f"{s['generated_tokens_per_question']:.0f}",
+            f"{s['wall_seconds_per_question']:.1f}",
         )
     return table
 
@@ -994,9 +1067,7 @@ def write_plots(
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
     except ImportError:
-        raise EvalError(
-            "plots need matplotlib: pip install 'langgraph-rstar[eval]'"
-        ) from None
+        raise EvalError("plots need matplotlib: pip install 'langgraph-rstar[eval]'") from None
     out = Path(plots_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"rollouts": out / f"{prefix}{PLOT_ROLLOUTS}", "tokens": out / f"{prefix}{PLOT_TOKENS}"}
@@ -1017,17 +1088,34 @@ def write_plots(
         ks, accs = zip(*curve, strict=True)
         line = ax.plot(ks, [100 * a for a in accs], marker="o", label=f"{run.label}: generator@maj")
         if run.method == "rstar":
-            ax.plot([ks[-1]], [100 * run.summary["accuracy"]], marker="*", markersize=14,
-                    linestyle="none", color=line[0].get_color(),
-                    label=f"{run.label}: with discriminator")
+            ax.plot(
+                [ks[-1]],
+                [100 * run.summary["accuracy"]],
+                marker="*",
+                markersize=14,
+                linestyle="none",
+                color=line[0].get_color(),
+                label=f"{run.label}: with discriminator",
+            )
         plotted = True
     for run in runs:
         if run.method in ("cot", "sc"):
-            ax.axhline(100 * run.summary["accuracy"], linestyle="--", linewidth=1,
-                       color="gray" if run.method == "cot" else "black", label=run.label)
+            ax.axhline(
+                100 * run.summary["accuracy"],
+                linestyle="--",
+                linewidth=1,
+                color="gray" if run.method == "cot" else "black",
+                label=run.label,
+            )
     if not plotted:
-        ax.text(0.5, 0.5, "no rStar runs with candidates", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no rStar runs with candidates",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(-3, 103)
     ax.set_xlabel("number of rollouts")
@@ -1047,8 +1135,14 @@ def write_plots(
         s = run.summary
         x = max(1.0, s["generated_tokens_per_question"])  # log axis: keep zero-cost runs visible
         y = 100 * s["accuracy"]
-        ax.errorbar([x], [y], yerr=[[y - 100 * s["ci_low"]], [100 * s["ci_high"] - y]],
-                    fmt="o", capsize=4, label=run.label)
+        ax.errorbar(
+            [x],
+            [y],
+            yerr=[[y - 100 * s["ci_low"]], [100 * s["ci_high"] - y]],
+            fmt="o",
+            capsize=4,
+            label=run.label,
+        )
     ax.set_xscale("log")
     ax.margins(x=0.15)
     ax.set_ylim(-3, 103)
@@ -1064,8 +1158,11 @@ def write_plots(
 
 
 def report(
-    run_dirs: Sequence[str | os.PathLike[str]], plots_dir: str | os.PathLike[str] | None = None,
-    *, console: Console | None = None, as_json: bool = False,
+    run_dirs: Sequence[str | os.PathLike[str]],
+    plots_dir: str | os.PathLike[str] | None = None,
+    *,
+    console: Console | None = None,
+    as_json: bool = False,
 ) -> list[RunReport]:
     """Print the table for some runs and write the plots.
 
@@ -1093,8 +1190,11 @@ def report(
     else:
         out.print(render_table(runs))
     if plots_dir is None:
-        plots_dir = runs[0].path if len(runs) == 1 else Path(
-            os.path.commonpath([str(r.path.resolve()) for r in runs]))
+        plots_dir = (
+            runs[0].path
+            if len(runs) == 1
+            else Path(os.path.commonpath([str(r.path.resolve()) for r in runs]))
+        )
     paths = write_plots(runs, plots_dir)
     if not as_json:
         for path in paths.values():
@@ -1117,31 +1217,58 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     from langgraph_rstar.cli import add_endpoint_args
 
     p = subparsers.add_parser(
-        "eval", help="evaluate a method on a dataset (resumable)",
+        "eval",
+        help="evaluate a method on a dataset (resumable)",
         description="Run cot, sc, rstar-generator or rstar over a JSONL dataset. Results are "
         "appended to RUN_DIR/results.jsonl as each question finishes; rerun the same command to "
         "resume (finished ids are skipped, failed ones retried).",
     )
-    p.add_argument("--dataset", required=True, choices=DATASETS,
-                   help="dataset name (sets the task: answer type and prompt pack)")
-    p.add_argument("--data", required=True, metavar="FILE.jsonl",
-                   help="JSONL with id, question, answer per line")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        choices=DATASETS,
+        help="dataset name (sets the task: answer type and prompt pack)",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="FILE.jsonl",
+        help="JSONL with id, question, answer per line",
+    )
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
-    p.add_argument("--concurrency", type=int, default=4, metavar="Q",
-                   help="questions solved at the same time (default 4)")
-    p.add_argument("--sc-k", type=int, default=8, metavar="K",
-                   help="samples per question for --method sc (default 8)")
-    p.add_argument("--max-consecutive-errors", type=int, default=5, metavar="N",
-                   help="stop after N failed questions in a row (0: never; default 5)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        metavar="Q",
+        help="questions solved at the same time (default 4)",
+    )
+    p.add_argument(
+        "--sc-k",
+        type=int,
+        default=8,
+        metavar="K",
+        help="samples per question for --method sc (default 8)",
+    )
+    p.add_argument(
+        "--max-consecutive-errors",
+        type=int,
+        default=5,
+        metavar="N",
+        help="stop after N failed questions in a row (0: never; default 5)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_endpoint_args(p)
     p.set_defaults(func=_eval_command, task=None)  # task=None: taken from --dataset
 
     r = subparsers.add_parser("report", help="summarise eval runs: table and plots")
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    r.add_argument("--plots-dir", metavar="DIR",
-                   help="where the PNGs go (default: the run dir, or the runs' common parent)")
+    r.add_argument(
+        "--plots-dir",
+        metavar="DIR",
+        help="where the PNGs go (default: the run dir, or the runs' common parent)",
+    )
     r.add_argument("--json", action="store_true", help="print the summaries as JSON")
     r.set_defaults(func=_report_command)

@@ -163,11 +163,12 @@ def create_rstar_graph(
             state["nodes"], state.get("rollouts") or {}, SearchSettings.from_config(state["config"])
         )
         write = runtime.stream_writer
+        # announce starts first: a rollout may start and finish within this one step
+        for rid in step.started:
+            write(events.rollout_started(rid, state["config"]["num_rollouts"]))
         for run in step.finished:
             end = merge_nodes(state["nodes"], step.nodes)[run["path"][-1]]
             write(events.rollout_finished(run, end))
-        for rid in step.started:
-            write(events.rollout_started(rid, state["config"]["num_rollouts"]))
         return {"nodes": step.nodes, "rollouts": step.rollouts, "expansions": step.expansions}
 
     def dispatch(state: RStarState) -> list[Send] | str:

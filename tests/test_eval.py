@@ -33,8 +33,9 @@ def write_data(tmp_path: Path, n: int = 3, *, gold: dict[str, str] | None = None
         for i, (q, (right, _)) in enumerate(QUESTIONS.items())
     ]
     for i in range(len(rows), n):
-        rows.append({"id": f"q{i}", "question": f"Filler puzzle {i}: how much is one?",
-                     "answer": "1"})
+        rows.append(
+            {"id": f"q{i}", "question": f"Filler puzzle {i}: how much is one?", "answer": "1"}
+        )
     rows = rows[:n]
     for row in rows:
         row["answer"] = (gold or {}).get(row["id"], row["answer"])
@@ -45,8 +46,19 @@ def write_data(tmp_path: Path, n: int = 3, *, gold: dict[str, str] | None = None
 
 def eval_args(data: Path, out: Path, url: str, method: str, *extra: str) -> list[str]:
     return [
-        "eval", "--dataset", "gsm8k", "--data", str(data), "--method", method,
-        "--out", str(out), "--base-url", url, "--quiet", *extra,
+        "eval",
+        "--dataset",
+        "gsm8k",
+        "--data",
+        str(data),
+        "--method",
+        method,
+        "--out",
+        str(out),
+        "--base-url",
+        url,
+        "--quiet",
+        *extra,
     ]
 
 
@@ -67,8 +79,12 @@ def test_resume_after_sigkill_keeps_every_id_exactly_once(tmp_path):
     out = tmp_path / "run"
     results = out / "results.jsonl"
     with ScriptedServer(rstar_responder, delay=0.3) as server:
-        cmd = [sys.executable, "-m", "langgraph_rstar.cli",
-               *eval_args(data, out, server.base_url, "sc", "--concurrency", "1")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "langgraph_rstar.cli",
+            *eval_args(data, out, server.base_url, "sc", "--concurrency", "1"),
+        ]
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 60
@@ -134,8 +150,16 @@ def test_failed_question_is_recorded_then_retried(scripted, tmp_path):
 def test_endpoint_down_stops_after_consecutive_failures(scripted, tmp_path, capsys):
     data = write_data(tmp_path, 3)
     scripted.fail_next(50, status=400)
-    args = eval_args(data, tmp_path / "run", scripted.base_url, "cot", "--concurrency", "1",
-                     "--max-consecutive-errors", "2")
+    args = eval_args(
+        data,
+        tmp_path / "run",
+        scripted.base_url,
+        "cot",
+        "--concurrency",
+        "1",
+        "--max-consecutive-errors",
+        "2",
+    )
     assert main(args) == 2
     assert "2 questions in a row failed" in capsys.readouterr().err
     assert len(load_records(tmp_path / "run")) == 2  # the third was never started
@@ -170,28 +194,63 @@ def test_wilson_interval_matches_hand_computed_values():
 def usage(requests: int, prompt: int, completion: int, disc: tuple[int, int, int] = (0, 0, 0)):
     return {
         "target": {"requests": requests, "prompt_tokens": prompt, "completion_tokens": completion},
-        "discriminator": dict(zip(("requests", "prompt_tokens", "completion_tokens"), disc,
-                                  strict=True)),
+        "discriminator": dict(
+            zip(("requests", "prompt_tokens", "completion_tokens"), disc, strict=True)
+        ),
     }
 
 
 def test_summarize_counts_accuracy_cost_and_errors():
     records = [
-        {"id": "a", "method": "rstar", "dataset": "gsm8k", "correct": True,
-         "generator_correct": True, "usage": usage(10, 1000, 200, (2, 300, 40)),
-         "wall_seconds": 3.0, "error": None},
-        {"id": "b", "method": "rstar", "dataset": "gsm8k", "correct": True,
-         "generator_correct": False, "usage": usage(6, 600, 100), "wall_seconds": 2.0,
-         "error": None},
-        {"id": "c", "method": "rstar", "dataset": "gsm8k", "correct": False,
-         "generator_correct": True, "usage": usage(4, 400, 60), "wall_seconds": 1.0,
-         "error": None},
-        {"id": "d", "method": "rstar", "dataset": "gsm8k", "correct": False, "prediction": None,
-         "usage": usage(0, 0, 0), "wall_seconds": 2.0, "error": "BackendError: down"},
+        {
+            "id": "a",
+            "method": "rstar",
+            "dataset": "gsm8k",
+            "correct": True,
+            "generator_correct": True,
+            "usage": usage(10, 1000, 200, (2, 300, 40)),
+            "wall_seconds": 3.0,
+            "error": None,
+        },
+        {
+            "id": "b",
+            "method": "rstar",
+            "dataset": "gsm8k",
+            "correct": True,
+            "generator_correct": False,
+            "usage": usage(6, 600, 100),
+            "wall_seconds": 2.0,
+            "error": None,
+        },
+        {
+            "id": "c",
+            "method": "rstar",
+            "dataset": "gsm8k",
+            "correct": False,
+            "generator_correct": True,
+            "usage": usage(4, 400, 60),
+            "wall_seconds": 1.0,
+            "error": None,
+        },
+        {
+            "id": "d",
+            "method": "rstar",
+            "dataset": "gsm8k",
+            "correct": False,
+            "prediction": None,
+            "usage": usage(0, 0, 0),
+            "wall_seconds": 2.0,
+            "error": "BackendError: down",
+        },
     ]
     s = summarize(records)
     assert (s["method"], s["dataset"], s["n"], s["correct"], s["errors"]) == (
-        "rstar", "gsm8k", 4, 2, 1)
+        "rstar",
+        "gsm8k",
+        4,
+        2,
+        1,
+    )
     assert s["accuracy"] == 0.5
     assert (s["ci_low"], s["ci_high"]) == pytest.approx((0.15004, 0.84996), abs=1e-4)
     assert s["generator_maj_accuracy"] == 0.5  # a and c
@@ -251,21 +310,51 @@ def make_run(root: Path, name: str, method: str, records: list[dict]) -> Path:
 
 def test_report_prints_the_table_and_writes_both_plots(tmp_path, capsys):
     rstar_records = [
-        {"id": "a", "gold": "5", "prediction": "5", "correct": True, "generator_correct": True,
-         "candidates": [cand("6", 0), cand("5", 1), cand("5", 2)], "usage": usage(20, 9000, 800),
-         "wall_seconds": 10.0},
-        {"id": "b", "gold": "3", "prediction": "4", "correct": False, "generator_correct": False,
-         "candidates": [cand("4", 0), cand("3", 1), cand("4", 3)], "usage": usage(22, 9900, 900),
-         "wall_seconds": 12.0},
+        {
+            "id": "a",
+            "gold": "5",
+            "prediction": "5",
+            "correct": True,
+            "generator_correct": True,
+            "candidates": [cand("6", 0), cand("5", 1), cand("5", 2)],
+            "usage": usage(20, 9000, 800),
+            "wall_seconds": 10.0,
+        },
+        {
+            "id": "b",
+            "gold": "3",
+            "prediction": "4",
+            "correct": False,
+            "generator_correct": False,
+            "candidates": [cand("4", 0), cand("3", 1), cand("4", 3)],
+            "usage": usage(22, 9900, 900),
+            "wall_seconds": 12.0,
+        },
     ]
     cot_records = [
-        {"id": "a", "gold": "5", "prediction": "5", "correct": True, "candidates": ["5"],
-         "usage": usage(1, 500, 60), "wall_seconds": 1.0},
-        {"id": "b", "gold": "3", "prediction": "3", "correct": True, "candidates": ["3"],
-         "usage": usage(1, 500, 70), "wall_seconds": 1.0},
+        {
+            "id": "a",
+            "gold": "5",
+            "prediction": "5",
+            "correct": True,
+            "candidates": ["5"],
+            "usage": usage(1, 500, 60),
+            "wall_seconds": 1.0,
+        },
+        {
+            "id": "b",
+            "gold": "3",
+            "prediction": "3",
+            "correct": True,
+            "candidates": ["3"],
+            "usage": usage(1, 500, 70),
+            "wall_seconds": 1.0,
+        },
     ]
-    runs = [make_run(tmp_path, "r1", "rstar", rstar_records),
-            make_run(tmp_path, "r2", "cot", cot_records)]
+    runs = [
+        make_run(tmp_path, "r1", "rstar", rstar_records),
+        make_run(tmp_path, "r2", "cot", cot_records),
+    ]
     plots = tmp_path / "plots"
     assert main(["report", *map(str, runs), "--plots-dir", str(plots)]) == 0
     out = capsys.readouterr().out
@@ -294,8 +383,19 @@ def test_report_on_a_missing_run_dir_exits_2(tmp_path, capsys):
 def test_unknown_dataset_exits_2(tmp_path, capsys):
     data = write_data(tmp_path)
     with pytest.raises(SystemExit) as exc:
-        main(["eval", "--dataset", "gsm9k", "--data", str(data), "--method", "cot",
-              "--out", str(tmp_path / "run")])
+        main(
+            [
+                "eval",
+                "--dataset",
+                "gsm9k",
+                "--data",
+                str(data),
+                "--method",
+                "cot",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
     assert exc.value.code == 2
     assert "invalid choice: 'gsm9k'" in capsys.readouterr().err
 
@@ -318,8 +418,20 @@ def test_bad_data_file_exits_2_without_traceback(tmp_path, capsys, content, mess
     if content is not None:
         data.write_text(content)
     # No --base-url: the error must come before any server would be started.
-    rc = main(["eval", "--dataset", "gsm8k", "--data", str(data), "--method", "cot",
-               "--out", str(tmp_path / "run"), "--quiet"])
+    rc = main(
+        [
+            "eval",
+            "--dataset",
+            "gsm8k",
+            "--data",
+            str(data),
+            "--method",
+            "cot",
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert message in err and "Traceback" not in err
@@ -333,11 +445,27 @@ def test_other_method_or_settings_in_the_same_run_dir_exit_2(scripted, tmp_path,
     before = (out / "results.jsonl").read_bytes()
     assert main(eval_args(data, out, scripted.base_url, "sc")) == 2
     assert "method='cot'" in capsys.readouterr().err
-    assert main(["eval", "--dataset", "svamp", "--data", str(data), "--method", "cot",
-                 "--out", str(out), "--base-url", scripted.base_url, "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--dataset",
+                "svamp",
+                "--data",
+                str(data),
+                "--method",
+                "cot",
+                "--out",
+                str(out),
+                "--base-url",
+                scripted.base_url,
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "dataset='gsm8k'" in capsys.readouterr().err
-    assert main(eval_args(data, out, scripted.base_url, "cot", "--set",
-                          "max_tokens_cot=99")) == 2
+    assert main(eval_args(data, out, scripted.base_url, "cot", "--set", "max_tokens_cot=99")) == 2
     assert "max_tokens_cot: 256 -> 99" in capsys.readouterr().err
     assert main(eval_args(data, out, scripted.base_url, "cot", "--task", "math500")) == 2
     assert "conflicts with --dataset" in capsys.readouterr().err
@@ -360,8 +488,9 @@ def test_each_method_scores_the_scripted_questions(scripted, tmp_path, method, c
     s = summarize(records)
     assert s["accuracy"] == 1.0 and s["errors"] == 0
     assert s["generated_tokens_per_question"] > 0
-    requests = sum(r["usage"]["target"]["requests"] + r["usage"]["discriminator"]["requests"]
-                   for r in records)
+    requests = sum(
+        r["usage"]["target"]["requests"] + r["usage"]["discriminator"]["requests"] for r in records
+    )
     assert requests == len(scripted.posts)
     by_id = {r["id"]: r for r in records}
     assert by_id["q1"]["prediction"] == "12" and by_id["q1"]["gold"] == "12"
@@ -378,8 +507,10 @@ def test_each_method_scores_the_scripted_questions(scripted, tmp_path, method, c
         assert all(len(r["candidates"]) == 8 and r["confidence"] == 7 / 8 for r in records)
     else:
         assert all(r["candidates"] and r["generator_correct"] for r in records)
-        assert all({"answer", "rollout", "confidence", "reward"} <= set(r["candidates"][0])
-                   for r in records)
+        assert all(
+            {"answer", "rollout", "confidence", "reward"} <= set(r["candidates"][0])
+            for r in records
+        )
         disc = sum(r["usage"]["discriminator"]["requests"] for r in records)
         assert (disc == 0) == (method == "rstar-generator")
         assert accuracy_by_rollouts(records, "gsm8k")[-1][1] == 1.0

@@ -33,15 +33,23 @@ def dev_question() -> str:
 
 @pytest.fixture
 async def backend(local_server: LocalServer):
-    llm = OpenAICompatibleLLM(local_server.base_url, "local", dialect="llamacpp", max_n=8,
-                              timeout=300)
+    llm = OpenAICompatibleLLM(
+        local_server.base_url, "local", dialect="llamacpp", max_n=8, timeout=300
+    )
     yield llm
     await llm.aclose()
 
 
 CFG = RStarConfig.preset(
-    "fast", num_a1_steps=2, num_subquestions=2, num_votes=2, num_last_votes=3,
-    max_tokens_cot=160, max_tokens_step=64, max_tokens_subquestion=48, max_tokens_subanswer=64,
+    "fast",
+    num_a1_steps=2,
+    num_subquestions=2,
+    num_votes=2,
+    num_last_votes=3,
+    max_tokens_cot=160,
+    max_tokens_step=64,
+    max_tokens_subquestion=48,
+    max_tokens_subanswer=64,
     max_tokens_rephrase=96,
 )
 
@@ -82,7 +90,9 @@ async def test_every_action_yields_parseable_children(backend):
 async def test_full_run_with_discriminator_completes(backend):
     events = []
     result = await asolve(
-        dev_question(), target=backend, config=CFG.replace(num_rollouts=2),
+        dev_question(),
+        target=backend,
+        config=CFG.replace(num_rollouts=2),
         on_event=events.append,
     )
     assert result.candidates, "the search found no answered trajectory"
@@ -112,8 +122,9 @@ async def test_backend_n_stop_chat_and_n_fallback(local_server):
     chat = OpenAICompatibleLLM(local_server.base_url, "local", api="chat", dialect="llamacpp")
     out = await chat.generate(["Reply with the single word: yes"], n=2, max_tokens=8)
     assert len(out.choices[0]) == 2 and all(c.text for c in out.choices[0])
-    cot = await llm.generate(prompts[:1], n=1, max_tokens=96, stop=["\n\n", "Question:"],
-                             temperature=0.0)
+    cot = await llm.generate(
+        prompts[:1], n=1, max_tokens=96, stop=["\n\n", "Question:"], temperature=0.0
+    )
     assert extract_answer("Step 1:" + cot.choices[0][0].text, "gsm8k") is not None
     await llm.aclose()
     await chat.aclose()

@@ -1,0 +1,124 @@
+"""Solve several questions at once with ``asolve`` + ``asyncio.gather`` on one shared backend.
+
+What it shows: one ``OpenAICompatibleLLM`` serving many concurrent searches (its
+``max_in_flight`` bounds the open requests; the server batches them), and per-question answer,
+confidence and wall time next to the total wall time.
+
+Questions: ``--question`` (repeatable), else the first ``--limit`` questions of
+``../shared/data/gsm8k/dev.jsonl`` when it exists (only the ``question`` field is read), else
+three built-in ones.
+
+Run it against an OpenAI-compatible completions endpoint::
+
+    python examples/asyncio_batch.py --base-url http://localhost:8000/v1 --model M --limit 8
+
+or with no ``--base-url`` to start the embedded CPU model (``langgraph-rstar[local]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from langgraph_rstar import OpenAICompatibleLLM, RStarConfig, RStarError, RStarResult, asolve
+from langgraph_rstar.backends import LLMBackend
+from langgraph_rstar.local import LocalServer, LocalServerError
+
+BUILTIN_QUESTIONS = [
+    "Tom has 3 apples and buys 2 more. How many apples does Tom have now?",
+    "A box holds 4 pens. How many pens are in 3 boxes?",
+    "Sara reads 10 pages a day. How many pages does she read in 7 days?",
+]
+DATA_NAME = Path("shared", "data", "gsm8k", "dev.jsonl")
+
+
+def default_questions(limit: int) -> list[str]:
+    repo = Path(__file__).resolve().parent.parent
+    for path in (repo.parent / DATA_NAME, Path.cwd().parent / DATA_NAME):
+        if path.is_file():
+            with path.open(encoding="utf-8") as f:
+                rows = [json.loads(line) for line in f if line.strip()]
+            return [row["question"] for row in rows[:limit]]
+    return BUILTIN_QUESTIONS[:limit]
+
+
+async def timed_solve(
+    question: str, llm: LLMBackend, config: RStarConfig
+) -> tuple[RStarResult | BaseException, float]:
+    start = time.perf_counter()
+    try:
+        result: RStarResult | BaseException = await asolve(question, target=llm, config=config)
+    except RStarError as exc:  # one failed question does not sink the batch
+        result = exc
+    return result, time.perf_counter() - start
+
+
+async def solve_all(
+    questions: Sequence[str], llm: LLMBackend, config: RStarConfig
+) -> list[tuple[RStarResult | BaseException, float]]:
+    return await asyncio.gather(*(timed_solve(q, llm, config) for q in questions))
+
+
+@contextlib.contextmanager
+def target_backend(
+    base_url: str | None, model: str, max_in_flight: int
+) -> Iterator[OpenAICompatibleLLM]:
+    """The given endpoint, or the embedded llama.cpp server for the length of the block."""
+    if base_url:
+        yield OpenAICompatibleLLM(base_url, model, max_in_flight=max_in_flight)
+        return
+    print("starting the embedded model (no --base-url given) ...", file=sys.stderr)
+    with LocalServer(parallel=8) as server:
+        yield OpenAICompatibleLLM(
+            server.base_url, model, dialect="llamacpp", max_n=8, max_in_flight=max_in_flight
+        )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Solve several questions concurrently.")
+    parser.add_argument("--base-url", help="OpenAI-compatible URL (default: embedded model)")
+    parser.add_argument("--model", default="default", help="model name sent to the endpoint")
+    parser.add_argument("--question", action="append", help="a question (repeatable)")
+    parser.add_argument("--limit", type=int, default=3, help="dev questions to take (default 3)")
+    parser.add_argument("--rollouts", type=int, default=4, help="MCTS rollouts (default 4)")
+    parser.add_argument("--max-in-flight", type=int, default=16, help="open requests at most")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    questions = args.question or default_questions(args.limit)
+    config = RStarConfig.preset("fast", num_rollouts=args.rollouts)
+    start = time.perf_counter()
+    try:
+        with target_backend(args.base_url, args.model, args.max_in_flight) as llm:
+            outcomes = asyncio.run(solve_all(questions, llm, config))
+            requests = llm.usage.requests
+    except LocalServerError as exc:  # e.g. the embedded model is not installed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    wall = time.perf_counter() - start
+    failed = 0
+    for i, (question, (outcome, seconds)) in enumerate(zip(questions, outcomes, strict=True), 1):
+        short = question if len(question) <= 70 else question[:69] + "…"
+        print(f"[{i}] {short}")
+        if isinstance(outcome, BaseException):
+            failed += 1
+            print(f"    error after {seconds:.1f}s: {outcome}")
+        else:
+            print(
+                f"    answer: {outcome.answer}  confidence: {outcome.confidence:.2f}  "
+                f"({outcome.selection}, {seconds:.1f}s)"
+            )
+    print(f"{len(questions)} questions in {wall:.1f}s wall time, {requests} requests, one backend")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

