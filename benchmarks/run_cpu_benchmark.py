@@ -328,11 +328,21 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+def in_flight(run: RunReport) -> str:
+    """Questions in flight as recorded by the run's sessions (e.g. ``"1"`` or ``"4,2"``)."""
+    seen: list[str] = []
+    for session in run.settings.get("sessions", []):
+        value = str((session.get("options") or {}).get("concurrency", "?"))
+        if value not in seen:
+            seen.append(value)
+    return ",".join(seen) or "?"
+
+
 def results_table(runs: Sequence[RunReport], elapsed: dict[str, float]) -> list[str]:
     lines = [
         "| method | n | accuracy % | 95% CI (Wilson) | generator@maj % | requests/q "
-        "| generated tokens/q | prompt tokens/q | wall s/q | total wall s | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| generated tokens/q | prompt tokens/q | wall s/q | in flight | total wall s | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         s = run.summary
@@ -342,7 +352,7 @@ def results_table(runs: Sequence[RunReport], elapsed: dict[str, float]) -> list[
             f"{_pct(s['ci_high'])} | {_pct(s['generator_maj_accuracy'])} | "
             f"{s['requests_per_question']:.1f} | {s['generated_tokens_per_question']:.0f} | "
             f"{s['prompt_tokens_per_question']:.0f} | {s['wall_seconds_per_question']:.1f} | "
-            f"{'-' if total is None else f'{total:.0f}'} | {s['errors']} |"
+            f"{in_flight(run)} | {'-' if total is None else f'{total:.0f}'} | {s['errors']} |"
         )
     return lines
 
@@ -383,15 +393,20 @@ def settings_section(runs: Sequence[RunReport], args: argparse.Namespace) -> lis
     source = next((r for r in runs if r.method in ("rstar", "rstar-generator")), None)
     source = source or (runs[0] if runs else None)
     cfg = (source.settings.get("config") if source else None) or {}
-    lines = [
-        f"- cot: one greedy sample (temperature 0) of the few-shot steps prompt, max "
+    described = {
+        "cot": "one greedy sample (temperature 0) of the few-shot steps prompt, max "
         f"{cfg.get('max_tokens_cot', '?')} tokens.",
-        f"- sc: {args.sc_k} samples at temperature {cfg.get('temperature', '?')} in one request "
+        "sc": f"{args.sc_k} samples at temperature {cfg.get('temperature', '?')} in one request "
         "(n = k), majority vote.",
-        "- rstar-generator: rStar MCTS, prediction = majority vote over all candidate answers "
+        "rstar-generator": "rStar MCTS, prediction = majority vote over all candidate answers "
         "(generator@maj), no discriminator.",
-        "- rstar: rStar MCTS + discriminator (mutual consistency), prediction = final answer.",
-        f"- Questions in flight per method: {args.concurrency}.",
+        "rstar": "rStar MCTS + discriminator (mutual consistency), prediction = final answer; "
+        "its generator@maj column is the majority vote over the same run's candidates.",
+    }
+    lines = [
+        f"- {r.method}: {described.get(r.method, '')} In flight: {in_flight(r)}." for r in runs
+    ]
+    lines += [
         "",
         "| setting | value |",
         "|---|---|",
@@ -437,7 +452,7 @@ def write_report(args: argparse.Namespace, run_dir: Path, meta: dict[str, Any]) 
         *results_table(runs, elapsed),
         "",
         "Per question means over the run; `wall s/q` is the mean time to solve one question "
-        f"(with {args.concurrency} question(s) in flight), `total wall s` the method's elapsed "
+        "with `in flight` questions sharing the server, `total wall s` the method's elapsed "
         "time over all sessions. Tokens are counted from llama.cpp's logprobs (generated tokens "
         "of every sample); requests include the discriminator's.",
         "",
