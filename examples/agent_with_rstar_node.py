@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 
-from langgraph_rstar import BackendError, OpenAICompatibleLLM, RStarConfig, create_rstar_graph
+from langgraph_rstar import BackendError, RStarConfig, create_rstar_graph
 from langgraph_rstar.backends import LLMBackend
-from langgraph_rstar.local import LocalServer, LocalServerError
+from langgraph_rstar.local import LocalServerError, llm_or_local
 
 DEFAULT_QUESTIONS = [
     "Hello there!",
@@ -71,17 +70,6 @@ def build_agent(llm: LLMBackend, config: RStarConfig):
     return builder.compile(checkpointer=InMemorySaver())
 
 
-@contextlib.contextmanager
-def target_backend(base_url: str | None, model: str) -> Iterator[OpenAICompatibleLLM]:
-    """The given endpoint, or the embedded llama.cpp server for the length of the block."""
-    if base_url:
-        yield OpenAICompatibleLLM(base_url, model)
-        return
-    print("starting the embedded model (no --base-url given) ...", file=sys.stderr)
-    with LocalServer(parallel=8) as server:
-        yield OpenAICompatibleLLM(server.base_url, model, dialect="llamacpp", max_n=8)
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="A MessagesState agent with an rStar node.")
     parser.add_argument("--base-url", help="OpenAI-compatible URL (default: embedded model)")
@@ -106,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     config = RStarConfig.preset("fast", num_rollouts=args.rollouts)
     try:
-        with target_backend(args.base_url, args.model) as llm:
+        if not args.base_url:
+            print("starting the embedded model (no --base-url given) ...", file=sys.stderr)
+        with llm_or_local(args.base_url, args.model) as llm:
             agent = build_agent(llm, config)
             state = asyncio.run(converse(agent, args.question or DEFAULT_QUESTIONS))
     except (BackendError, LocalServerError) as exc:  # a dead endpoint, no embedded model, ...

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from langgraph_rstar import OpenAICompatibleLLM, RStarConfig, RStarError, RStarResult, asolve
+from langgraph_rstar import RStarConfig, RStarError, RStarResult, asolve
 from langgraph_rstar.backends import LLMBackend
-from langgraph_rstar.local import LocalServer, LocalServerError
+from langgraph_rstar.local import LocalServerError, llm_or_local
 
 BUILTIN_QUESTIONS = [
     "Tom has 3 apples and buys 2 more. How many apples does Tom have now?",
@@ -65,21 +64,6 @@ async def solve_all(
     return await asyncio.gather(*(timed_solve(q, llm, config) for q in questions))
 
 
-@contextlib.contextmanager
-def target_backend(
-    base_url: str | None, model: str, max_in_flight: int
-) -> Iterator[OpenAICompatibleLLM]:
-    """The given endpoint, or the embedded llama.cpp server for the length of the block."""
-    if base_url:
-        yield OpenAICompatibleLLM(base_url, model, max_in_flight=max_in_flight)
-        return
-    print("starting the embedded model (no --base-url given) ...", file=sys.stderr)
-    with LocalServer(parallel=8) as server:
-        yield OpenAICompatibleLLM(
-            server.base_url, model, dialect="llamacpp", max_n=8, max_in_flight=max_in_flight
-        )
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Solve several questions concurrently.")
     parser.add_argument("--base-url", help="OpenAI-compatible URL (default: embedded model)")
@@ -97,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = RStarConfig.preset("fast", num_rollouts=args.rollouts)
     start = time.perf_counter()
     try:
-        with target_backend(args.base_url, args.model, args.max_in_flight) as llm:
+        if not args.base_url:
+            print("starting the embedded model (no --base-url given) ...", file=sys.stderr)
+        with llm_or_local(args.base_url, args.model, max_in_flight=args.max_in_flight) as llm:
             outcomes = asyncio.run(solve_all(questions, llm, config))
             requests = llm.usage.requests
     except LocalServerError as exc:  # e.g. the embedded model is not installed

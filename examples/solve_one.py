@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
 
-from langgraph_rstar import OpenAICompatibleLLM, RStarConfig, RStarError, asolve
-from langgraph_rstar.local import LocalServer, LocalServerError
+from langgraph_rstar import RStarConfig, RStarError, asolve
+from langgraph_rstar.local import LocalServerError, llm_or_local
 from langgraph_rstar.progress import render_tree
 
 BUILTIN_QUESTION = (
@@ -56,17 +55,6 @@ def default_question(paths: Sequence[Path] | None = None) -> str:
             if first.strip():
                 return json.loads(first)["question"]
     return BUILTIN_QUESTION
-
-
-@contextlib.contextmanager
-def target_backend(base_url: str | None, model: str) -> Iterator[OpenAICompatibleLLM]:
-    """The given endpoint, or the embedded llama.cpp server for the length of the block."""
-    if base_url:
-        yield OpenAICompatibleLLM(base_url, model)
-        return
-    print("starting the embedded model (no --base-url given) ...", file=sys.stderr)
-    with LocalServer(parallel=8) as server:
-        yield OpenAICompatibleLLM(server.base_url, model, dialect="llamacpp", max_n=8)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -96,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
 
     try:
-        with target_backend(args.base_url, args.model) as llm:
+        if not args.base_url:
+            print("starting the embedded model (no --base-url given) ...", file=sys.stderr)
+        with llm_or_local(args.base_url, args.model) as llm:
             result = asyncio.run(asolve(question, target=llm, config=config, on_event=on_event))
     except (RStarError, LocalServerError) as exc:  # a dead endpoint, no embedded model, ...
         print(f"error: {exc}", file=sys.stderr)

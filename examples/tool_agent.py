@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from langchain.agents import create_agent
@@ -36,8 +35,8 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from langgraph_rstar import BackendError, OpenAICompatibleLLM, RStarConfig, RStarError
-from langgraph_rstar.local import LocalServer, LocalServerError
+from langgraph_rstar import BackendError, RStarConfig, RStarError
+from langgraph_rstar.local import LocalServerError, llm_or_local
 from langgraph_rstar.tool import create_rstar_tool
 
 DEFAULT_QUESTION = (
@@ -91,17 +90,6 @@ def chat_model(args: argparse.Namespace) -> BaseChatModel:
     )
 
 
-@contextlib.contextmanager
-def target_backend(base_url: str | None, model: str) -> Iterator[OpenAICompatibleLLM]:
-    """The given endpoint, or the embedded llama.cpp server for the length of the block."""
-    if base_url:
-        yield OpenAICompatibleLLM(base_url, model)
-        return
-    print("starting the embedded model (no --base-url given) ...", file=sys.stderr)
-    with LocalServer(parallel=8) as server:
-        yield OpenAICompatibleLLM(server.base_url, model, dialect="llamacpp", max_n=8)
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="create_agent with the rStar tool.")
     parser.add_argument("--base-url", help="rStar's endpoint (default: embedded model)")
@@ -123,7 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: --chat-base-url needs `pip install langchain-openai`", file=sys.stderr)
         return 2
     try:
-        with target_backend(args.base_url, args.model) as llm:
+        if not args.base_url:
+            print("starting the embedded model (no --base-url given) ...", file=sys.stderr)
+        with llm_or_local(args.base_url, args.model) as llm:
             tool = create_rstar_tool(llm, config=config)
             agent = create_agent(model, tools=[tool], system_prompt=SYSTEM_PROMPT)
             out = asyncio.run(agent.ainvoke({"messages": [HumanMessage(args.question)]}))

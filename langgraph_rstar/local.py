@@ -42,6 +42,7 @@ from types import TracebackType
 from typing import IO, Any, NoReturn
 
 __all__ = [
+    "llm_or_local",
     "DEFAULT_MODEL",
     "MODELS",
     "LocalServer",
@@ -668,6 +669,36 @@ class LocalServer:
             with contextlib.suppress(OSError):
                 self._log_handle.close()
             self._log_handle = None
+
+
+@contextlib.contextmanager
+def llm_or_local(
+    base_url: str | None = None,
+    model: str = "local",
+    *,
+    local_model: str = DEFAULT_MODEL,
+    parallel: int = 8,
+    **backend_options: Any,
+) -> Iterator[Any]:
+    """An :class:`~langgraph_rstar.backends.OpenAICompatibleLLM` for ``base_url``, or, when it is
+    ``None``, for the embedded server started for the length of the block (and stopped after).
+
+    Example::
+
+        with llm_or_local(args.base_url, args.model) as llm:
+            result = solve("What is 17 * 3?", target=llm)
+
+    ``backend_options`` go to the backend (e.g. ``max_in_flight``); with the embedded server the
+    llama.cpp dialect and ``max_n = parallel`` are set for you.
+    """
+    from langgraph_rstar.backends import OpenAICompatibleLLM
+
+    if base_url:
+        yield OpenAICompatibleLLM(base_url, model, **backend_options)
+        return
+    with LocalServer(local_model, parallel=parallel) as server:
+        options = {"dialect": "llamacpp", "max_n": parallel, **backend_options}
+        yield OpenAICompatibleLLM(server.base_url, model, **options)
 
 
 # --------------------------------------------------------------------------------------------
