@@ -9,6 +9,7 @@ a node of the same name.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict
 
@@ -65,9 +66,27 @@ async def _sample(
     return [[c.text for c in choices] for choices in gen.choices]
 
 
-def _solutions(first_step: int, texts: list[str]) -> list[str]:
+# What ends the answer's line: a newline or a further "Step N:" the model ran on with.
+_AFTER_ANSWER_END = re.compile(r"\n|\s+Step \d+\s*:", re.IGNORECASE)
+
+
+def _trim_after_answer(text: str, task: str) -> str:
+    """Drop what a model writes after its "The answer is ..." line (small models ramble on).
+
+    Only the kept trajectory changes (what users see and the discriminator's prefixes are cut
+    from): if the trim would change the extracted answer, the text is kept whole.
+    """
+    at = text.lower().find("answer is")
+    end = _AFTER_ANSWER_END.search(text, at) if at >= 0 else None
+    if end is None:
+        return text
+    trimmed = text[: end.start()].rstrip()
+    return trimmed if extract_answer(trimmed, task) == extract_answer(text, task) else text
+
+
+def _solutions(first_step: int, texts: list[str], task: str) -> list[str]:
     """Completions of "Step k:" as full step lists ("Step k: ...\\nStep k+1: ...")."""
-    return [f"Step {first_step}: {t.strip()}" for t in texts]
+    return [_trim_after_answer(f"Step {first_step}: {t.strip()}", task) for t in texts]
 
 
 def _vote(texts: list[str], cfg: RStarConfig) -> tuple[str | None, float, str]:
@@ -120,7 +139,7 @@ async def one_step(ctx: PathContext, llm: LLMBackend, pack: PromptPack, cfg: RSt
         stop=STOP_ONE_STEP,
         usage=usage,
     )
-    steps = _dedupe(texts)
+    steps = _dedupe([_trim_after_answer(t, cfg.task) for t in texts])
     # A step that states the answer ends the path (the reference code keeps expanding it). Its
     # value is the share of all sibling samples that reach the same answer (self-consistency).
     sampled = [extract_answer(t, cfg.task) if "answer is" in t.lower() else None for t in texts]
@@ -151,7 +170,7 @@ async def remaining_steps(ctx: PathContext, llm: LLMBackend, pack: PromptPack, c
         stop=STOP_SOLUTION,
         usage=usage,
     )
-    solutions = _solutions(len(ctx["steps"]) + 1, texts)
+    solutions = _solutions(len(ctx["steps"]) + 1, texts, cfg.task)
     answer, confidence, text = _vote(solutions, cfg)
     child = _child(
         ctx,
@@ -251,7 +270,7 @@ async def reanswer_subquestion(
         stop=STOP_SOLUTION,
         usage=usage,
     )
-    solutions = _solutions(1, texts)
+    solutions = _solutions(1, texts, cfg.task)
     answer, confidence, text = _vote(solutions, cfg)
     one_line = " ".join(line.split(":", 1)[-1].strip() for line in text.splitlines() if line)
     child = _child(

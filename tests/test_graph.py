@@ -165,3 +165,26 @@ async def test_graph_topology():
     for action in ACTIONS:
         assert ("controller", action) in edges and (action, "controller") in edges
     assert ("discriminate", "finalize") in edges
+
+
+async def test_text_a_model_writes_after_its_answer_is_not_kept():
+    """A2 and A1 keep the trajectory up to "The answer is ..."; the vote is unchanged."""
+    from langgraph_rstar.actions import one_step, remaining_steps
+    from langgraph_rstar.prompts import load_prompts
+    from langgraph_rstar.search import make_root, path_context
+
+    def rambling(prompt: str, params: dict) -> str:
+        return " The answer is 5. Step 2: I add this to double check.\nStep 3: 5 + 0 = 5.\n"
+
+    cfg = RStarConfig.preset("fast", num_a1_steps=2, num_last_votes=2)
+    ctx = path_context({"0": make_root("Tom has 3 apples and buys 2. How many?")}, "0")
+    pack = load_prompts(task="gsm8k")
+    with ScriptedServer(rambling) as server:
+        llm = OpenAICompatibleLLM(server.base_url, "m", max_retries=0)
+        a2 = await remaining_steps(ctx, llm, pack, cfg)
+        a1 = await one_step(ctx, llm, pack, cfg)
+    [a2_child] = [n for n in a2["nodes"].values() if n.get("kind") == "direct_answer"]
+    assert a2_child["answer"] == "5" and a2_child["value"] == 1.0
+    assert a2_child["text"] == "Step 1: The answer is 5."
+    [a1_child] = [n for n in a1["nodes"].values() if n.get("kind") == "one_step"]
+    assert a1_child["text"] == "The answer is 5." and a1_child["answer"] == "5"
