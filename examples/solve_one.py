@@ -61,6 +61,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Solve one GSM8K question with rStar.")
     parser.add_argument("--base-url", help="OpenAI-compatible URL (default: embedded model)")
     parser.add_argument("--model", default="default", help="model name sent to the endpoint")
+    parser.add_argument(
+        "--dialect",
+        default="vllm",
+        choices=["vllm", "llamacpp", "tgi", "openai"],
+        help="server kind, for its sampling options (default vllm)",
+    )
     parser.add_argument("--question", help="the question (default: first GSM8K dev question)")
     parser.add_argument("--rollouts", type=int, default=4, help="MCTS rollouts (default 4)")
     parser.add_argument("--no-discriminator", action="store_true", help="skip the check")
@@ -86,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not args.base_url:
             print("starting the embedded model (no --base-url given) ...", file=sys.stderr)
-        with llm_or_local(args.base_url, args.model) as llm:
+        with llm_or_local(args.base_url, args.model, dialect=args.dialect) as llm:
             result = asyncio.run(asolve(question, target=llm, config=config, on_event=on_event))
     except (RStarError, LocalServerError) as exc:  # a dead endpoint, no embedded model, ...
         print(f"error: {exc}", file=sys.stderr)

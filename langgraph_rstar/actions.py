@@ -66,12 +66,13 @@ async def _sample(
     return [[c.text for c in choices] for choices in gen.choices]
 
 
-# What ends the answer's line: a newline or a further "Step N:" the model ran on with.
-_AFTER_ANSWER_END = re.compile(r"\n|\s+Step \d+\s*:", re.IGNORECASE)
+# What ends the answer's sentence: a newline, a further "Step N:" the model ran on with, or a
+# period followed by a new sentence (not a decimal point).
+_AFTER_ANSWER_END = re.compile(r"\n|(?i:\s+step \d+\s*:)|(?<=\.)\s+(?=[A-Z])")
 
 
 def _trim_after_answer(text: str, task: str) -> str:
-    """Drop what a model writes after its "The answer is ..." line (small models ramble on).
+    """Drop what a model writes after its "The answer is ..." sentence (small models ramble on).
 
     Only the kept trajectory changes (what users see and the discriminator's prefixes are cut
     from): if the trim would change the extracted answer, the text is kept whole.

@@ -688,8 +688,8 @@ def llm_or_local(
         with llm_or_local(args.base_url, args.model) as llm:
             result = solve("What is 17 * 3?", target=llm)
 
-    ``backend_options`` go to the backend (e.g. ``max_in_flight``); with the embedded server the
-    llama.cpp dialect and ``max_n = parallel`` are set for you.
+    ``backend_options`` go to the backend (e.g. ``max_in_flight``, ``dialect``); with the
+    embedded server the dialect is always ``llamacpp`` and ``max_n`` defaults to ``parallel``.
     """
     from langgraph_rstar.backends import OpenAICompatibleLLM
 
@@ -697,7 +697,8 @@ def llm_or_local(
         yield OpenAICompatibleLLM(base_url, model, **backend_options)
         return
     with LocalServer(local_model, parallel=parallel) as server:
-        options = {"dialect": "llamacpp", "max_n": parallel, **backend_options}
+        # it is llama.cpp whatever dialect was asked for the remote case
+        options = {"max_n": parallel, **backend_options, "dialect": "llamacpp"}
         yield OpenAICompatibleLLM(server.base_url, model, **options)
 
 

@@ -174,6 +174,8 @@ async def test_text_a_model_writes_after_its_answer_is_not_kept():
     from langgraph_rstar.search import make_root, path_context
 
     def rambling(prompt: str, params: dict) -> str:
+        if "Zorblax" in prompt:  # one long line that goes on after the answer sentence
+            return " 2.5 + 2.5 = 5. The answer is 5.0. The total stays the same. It is 5.\n"
         return " The answer is 5. Step 2: I add this to double check.\nStep 3: 5 + 0 = 5.\n"
 
     cfg = RStarConfig.preset("fast", num_a1_steps=2, num_last_votes=2)
@@ -188,3 +190,11 @@ async def test_text_a_model_writes_after_its_answer_is_not_kept():
     assert a2_child["text"] == "Step 1: The answer is 5."
     [a1_child] = [n for n in a1["nodes"].values() if n.get("kind") == "one_step"]
     assert a1_child["text"] == "The answer is 5." and a1_child["answer"] == "5"
+
+    ctx = path_context({"0": make_root("Zorblax buys 2.5 apples twice. How many?")}, "0")
+    with ScriptedServer(rambling) as server:
+        llm = OpenAICompatibleLLM(server.base_url, "m", max_retries=0)
+        a2 = await remaining_steps(ctx, llm, pack, cfg)
+    [a2_child] = [n for n in a2["nodes"].values() if n.get("kind") == "direct_answer"]
+    assert a2_child["text"] == "Step 1: 2.5 + 2.5 = 5. The answer is 5.0."
+    assert a2_child["answer"] == "5"
