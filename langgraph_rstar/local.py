@@ -707,6 +707,15 @@ def llm_or_local(
 # --------------------------------------------------------------------------------------------
 
 
+_SHUTDOWN_GRACE = 15.0  # seconds llama.cpp's shutdown may take before the process just exits
+
+
+def _exit_after_hung_shutdown() -> None:
+    print(f"server shutdown took over {_SHUTDOWN_GRACE:.0f} s; exiting", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _watch_parent(parent_pid: int, stop: threading.Event) -> None:
     """Stop when the parent dies, even by SIGKILL (where its atexit hook cannot run)."""
     while not stop.wait(1.0):
@@ -779,9 +788,15 @@ def serve(
             while not stop.wait(0.5):
                 pass
         finally:
+            # A stop was asked for: if llama.cpp's shutdown hangs (seen once on a loaded
+            # machine), leave anyway rather than keep the port and the memory.
+            watchdog = threading.Timer(_SHUTDOWN_GRACE, _exit_after_hung_shutdown)
+            watchdog.daemon = True
+            watchdog.start()
             # Shuts the HTTP server and the model down. It must happen before interpreter
             # shutdown: a Server object still alive at exit hangs the process.
             del srv
+            watchdog.cancel()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -360,3 +361,48 @@ def test_lost_race_for_an_auto_port_is_retried(
     # The first child lost the port and was replaced; the second one got to load the model.
     assert len(popen_spy) == 2
     assert "couldn't bind" not in str(e.value) and "failed to load model" in str(e.value)
+
+
+HUNG_SHUTDOWN = """
+import sys, time, types
+from langgraph_rstar import local
+
+class Server:  # stands in for xllamacpp.Server, whose teardown never returns here
+    def __init__(self, params):
+        self.listening_address = "http://127.0.0.1:1"
+    def __del__(self):
+        time.sleep(60)
+
+class Params:
+    def __init__(self):
+        self.model = types.SimpleNamespace(path=None)
+        self.cpuparams = types.SimpleNamespace(n_threads=None)
+        self.cpuparams_batch = types.SimpleNamespace(n_threads=None)
+
+sys.modules["xllamacpp"] = types.SimpleNamespace(Server=Server, CommonParams=Params)
+local._require_xllamacpp = lambda model: None
+local.resolve_model = lambda model: model
+local._SHUTDOWN_GRACE = 0.5
+local.serve("fake.gguf", port=0)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_serve_exits_even_when_the_server_teardown_hangs():
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HUNG_SHUTDOWN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().startswith("READY http://127.0.0.1:1/v1")
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert time.monotonic() - t0 < 10  # not the 60 s the teardown would take
+        assert "shutdown took over" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

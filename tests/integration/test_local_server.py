@@ -190,3 +190,22 @@ def test_server_dies_with_a_crashed_parent(local_server: LocalServer) -> None:
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(pid), f"server {pid} outlived its parent"
+
+
+def test_llm_or_local_serves_for_the_block_then_stops(local_server: LocalServer) -> None:
+    from langgraph_rstar.local import llm_or_local
+
+    async def ask(llm) -> tuple[str, int]:
+        out = await llm.generate(["1, 2, 3, 4,"], n=2, max_tokens=4, temperature=0.0)
+        await llm.aclose()
+        return out.choices[0][0].text, len(out.choices[0])
+
+    with llm_or_local(parallel=2, max_in_flight=4) as llm:
+        assert llm.dialect == "llamacpp" and llm.max_n == 2  # set for the embedded server
+        text, n = asyncio.run(ask(llm))
+        port = int(llm.base_url.rsplit(":", 1)[1].split("/")[0])
+    assert n == 2 and "5" in text
+    with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+        s.connect(("127.0.0.1", port))  # stopped when the block ended
+    with llm_or_local(local_server.base_url, "local") as remote:  # a URL: no server started
+        assert remote.base_url.rstrip("/") == local_server.base_url.rstrip("/")
