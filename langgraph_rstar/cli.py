@@ -108,6 +108,8 @@ async def open_endpoints(args: argparse.Namespace, *, status=None) -> AsyncItera
         server = LocalServer(args.local_model, parallel=args.local_parallel)
         base_url = await asyncio.to_thread(server.start)
         dialect = args.dialect or "llamacpp"
+    target: OpenAICompatibleLLM | None = None
+    disc: OpenAICompatibleLLM | None = None
     try:
         max_n = args.local_parallel if server else None
         target = OpenAICompatibleLLM(
@@ -121,7 +123,7 @@ async def open_endpoints(args: argparse.Namespace, *, status=None) -> AsyncItera
             name="target",
         )
         if args.discriminator_base_url or args.discriminator_model:
-            disc: LLMBackend = OpenAICompatibleLLM(
+            disc = OpenAICompatibleLLM(
                 args.discriminator_base_url or base_url,
                 args.discriminator_model or args.model,
                 api_key=args.discriminator_api_key or args.api_key,
@@ -131,14 +133,12 @@ async def open_endpoints(args: argparse.Namespace, *, status=None) -> AsyncItera
                 max_n=max_n,
                 name="discriminator",
             )
-        else:
-            disc = target
         where = f"embedded {args.local_model} at {base_url}" if server else base_url
-        yield Endpoints(target, disc, where)
-        await target.aclose()  # type: ignore[attr-defined]
-        if disc is not target:
-            await disc.aclose()  # type: ignore[attr-defined]
-    finally:
+        yield Endpoints(target, disc or target, where)
+    finally:  # close the clients on errors too, then stop the server
+        for client in (target, disc):
+            if client is not None:
+                await client.aclose()
         if server is not None:
             await asyncio.to_thread(server.stop)
 
@@ -237,12 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_serve_local)
 
-    try:
-        from langgraph_rstar import eval as rstar_eval
-    except ImportError:  # pragma: no cover - eval is part of the package
-        rstar_eval = None  # type: ignore[assignment]
-    if rstar_eval is not None and hasattr(rstar_eval, "register_cli"):
-        rstar_eval.register_cli(sub)
+    from langgraph_rstar import eval as rstar_eval  # imports its heavy deps lazily
+
+    rstar_eval.register_cli(sub)
     return parser
 
 

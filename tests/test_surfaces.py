@@ -454,3 +454,18 @@ def test_cli_dead_base_url_exits_2_without_a_traceback(capsys, monkeypatch):
     assert "error" in captured.err and "cannot reach" in captured.err
     assert "Traceback" not in captured.err + captured.out
     assert captured.out == ""
+
+
+async def test_cli_endpoints_close_their_clients_when_the_body_fails(scripted):
+    from langgraph_rstar.cli import build_parser, open_endpoints
+
+    args = build_parser().parse_args(
+        solve_argv(scripted, "--discriminator-model", "judge", "--max-in-flight", "4")
+    )
+    with pytest.raises(RuntimeError, match="boom"):
+        async with open_endpoints(args) as ends:
+            await ends.target.generate(["Question: x\nStep 1:"], max_tokens=8)
+            await ends.discriminator.generate(["Question: x\nStep 1:"], max_tokens=8)
+            assert ends.target._loops and ends.discriminator._loops  # both hold a client
+            raise RuntimeError("boom")
+    assert not ends.target._loops and not ends.discriminator._loops  # closed anyway
