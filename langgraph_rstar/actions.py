@@ -1,37 +1,30 @@
 """rStar's five reasoning actions: one coroutine each, turning a node's path into child nodes.
 
-Each action builds prompts from a :class:`~langgraph_rstar.prompts.PromptPack`, samples the
-target model, votes on the answers (self-consistency) and returns the new child records plus the
-usage it spent. They know nothing about LangGraph; :mod:`langgraph_rstar.graph` wraps each one as
-a node of the same name.
+Each action builds prompts with its :class:`~langgraph_rstar.prompts.PromptPack` (which owns
+every label, template and stop string), samples the target model, reads answers from the model's
+own words only, votes (self-consistency) and returns the new child records plus the usage it
+spent. They know nothing about LangGraph; :mod:`langgraph_rstar.graph` wraps each one as a node of
+the same name.
+
+Three behaviours differ from the reference code by default, each behind a config switch that
+the ``reference_code`` preset flips back: identical A1/A3 samples are merged into one child
+(``merge_identical_samples``), an A1 step that states the answer ends its path
+(``a1_answer_terminal``), and A2 continues the steps so far instead of re-solving the question
+with them as a hint (``a2_mode``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypedDict
 
-from langgraph_rstar.answers import answers_equal, extract_answer, majority_vote
+from langgraph_rstar.answers import answers_equal, majority_vote
 from langgraph_rstar.backends import Generation, LLMBackend, Usage
 from langgraph_rstar.config import RStarConfig
-from langgraph_rstar.prompts import REPHRASE_PREFIX, PromptPack
-from langgraph_rstar.search import (
-    Action,
-    PathContext,
-    TreeNode,
-    child_id,
-    is_final_subquestion,
-    new_node,
-)
-
-# Structural stop strings: they follow the prompt format, not the model.
-STOP_ONE_STEP = ["\n", "Question:"]
-STOP_SOLUTION = ["\n\n", "Question:", "Original question:", "Sub-question"]
-STOP_SUBQUESTION = ["\n", "Answer"]
-STOP_SUBANSWER = ["\n", "Sub-question", "Question:"]
-STOP_REPHRASE = ["\n"]
+from langgraph_rstar.prompts import PromptPack
+from langgraph_rstar.search import Action, PathContext, TreeNode, child_id, new_node
 
 
 class ActionResult(TypedDict):
@@ -49,14 +42,14 @@ async def _sample(
     *,
     n: int,
     max_tokens: int,
-    stop: list[str],
+    stop: Sequence[str],
     usage: Usage,
 ) -> list[list[str]]:
     gen: Generation = await llm.generate(
         prompts,
         n=n,
         max_tokens=max_tokens,
-        stop=stop,
+        stop=list(stop),
         temperature=cfg.temperature,
         top_p=cfg.top_p,
         top_k=cfg.top_k,
@@ -71,33 +64,40 @@ async def _sample(
 _AFTER_ANSWER_END = re.compile(r"\n|(?i:\s+step \d+\s*:)|(?<=\.)\s+(?=[A-Z])")
 
 
-def _trim_after_answer(text: str, task: str) -> str:
+def trim_after_answer(text: str, pack: PromptPack, task: str) -> str:
     """Drop what a model writes after its "The answer is ..." sentence (small models ramble on).
 
-    Only the kept trajectory changes (what users see and the discriminator's prefixes are cut
-    from): if the trim would change the extracted answer, the text is kept whole.
+    Only the kept text changes (what users see and the discriminator's prefixes are cut from):
+    if the trim would change the answer read from the text, the text is kept whole.
     """
     at = text.lower().find("answer is")
     end = _AFTER_ANSWER_END.search(text, at) if at >= 0 else None
     if end is None:
         return text
     trimmed = text[: end.start()].rstrip()
-    return trimmed if extract_answer(trimmed, task) == extract_answer(text, task) else text
+    return trimmed if pack.answer(trimmed, task) == pack.answer(text, task) else text
 
 
-def _solutions(first_step: int, texts: list[str], task: str) -> list[str]:
-    """Completions of "Step k:" as full step lists ("Step k: ...\\nStep k+1: ...")."""
-    return [_trim_after_answer(f"Step {first_step}: {t.strip()}", task) for t in texts]
+class Voted(TypedDict):
+    answer: str | None
+    agree: int
+    samples: int
+    index: int  # the first sample of the winning group (its text becomes the node's text)
 
 
-def _vote(texts: list[str], cfg: RStarConfig) -> tuple[str | None, float, str]:
-    """Majority answer, its confidence, and the first sample that gives it."""
-    answers = [extract_answer(t, cfg.task) for t in texts]
-    vote = majority_vote(answers, cfg.task)
-    if vote.answer is None:
-        return None, 0.0, texts[0] if texts else ""
-    winner = vote.groups[0][2][0]
-    return vote.answer, vote.confidence, texts[winner]
+def vote(answers: Sequence[str | None], task: str) -> Voted:
+    """Majority answer over samples; samples without an answer count in the denominator."""
+    result = majority_vote(list(answers), task)
+    if result.answer is None:
+        return Voted(answer=None, agree=0, samples=len(answers), index=0)
+    return Voted(
+        answer=result.answer, agree=result.count, samples=len(answers), index=result.groups[0][2][0]
+    )
+
+
+def _voted_fields(v: Voted) -> dict[str, Any]:
+    value = v["agree"] / v["samples"] if v["samples"] and v["answer"] is not None else 0.0
+    return {"answer": v["answer"], "value": value, "samples": v["samples"], "agree": v["agree"]}
 
 
 def _result(ctx: PathContext, action: Action, children: list[TreeNode], usage: Usage):
@@ -118,70 +118,93 @@ def _child(ctx: PathContext, action: Action, index: int, kind: str, **fields: An
     )
 
 
-def _dedupe(texts: list[str]) -> list[str]:
-    seen: dict[str, None] = {}
+def _distinct(texts: Sequence[str], merge: bool) -> list[str]:
+    """Non-empty samples; identical ones (case-insensitive) merged when ``merge``."""
+    out: list[str] = []
+    seen: set[str] = set()
     for t in texts:
         t = t.strip()
-        if t and t.lower() not in {s.lower() for s in seen}:
-            seen[t] = None
-    return list(seen)
+        if not t or (merge and t.lower() in seen):
+            continue
+        seen.add(t.lower())
+        out.append(t)
+    return out
 
 
 async def one_step(ctx: PathContext, llm: LLMBackend, pack: PromptPack, cfg: RStarConfig):
-    """A1: propose the next single step. Identical samples are merged into one child."""
+    """A1: propose the next single step (``num_a1_steps`` samples, one child each).
+
+    A step that states the answer is valued by the share of all sibling samples reaching the
+    same answer; it ends the path when ``a1_answer_terminal`` (else search continues below it,
+    as in the reference code, and it is still harvested as a candidate).
+    """
     usage = Usage()
-    prompt = pack.steps_prompt(ctx["active_question"], ctx["steps"])
     [texts] = await _sample(
         llm,
-        [prompt],
+        [pack.step_prompt(ctx["active_question"], ctx["steps"])],
         cfg,
         n=cfg.num_a1_steps,
         max_tokens=cfg.max_tokens_step,
-        stop=STOP_ONE_STEP,
+        stop=pack.stops["one_step"],
         usage=usage,
     )
-    steps = _dedupe([_trim_after_answer(t, cfg.task) for t in texts])
-    # A step that states the answer ends the path (the reference code keeps expanding it). Its
-    # value is the share of all sibling samples that reach the same answer (self-consistency).
-    sampled = [extract_answer(t, cfg.task) if "answer is" in t.lower() else None for t in texts]
-    agree = majority_vote(sampled, cfg.task)
+    steps = [pack.strip_labels(trim_after_answer(t, pack, cfg.task)) for t in texts]
+    answers = [pack.answer(s, cfg.task) for s in steps]
+    agree = majority_vote(answers, cfg.task)
     children = []
-    for i, step in enumerate(steps):
-        fields: dict[str, Any] = {"text": step}
-        answer = extract_answer(step, cfg.task) if "answer is" in step.lower() else None
+    for i, step in enumerate(_distinct(steps, cfg.merge_identical_samples)):
+        fields: dict[str, Any] = {"text": step, "steps": [step]}
+        answer = pack.answer(step, cfg.task)
         if answer is not None:
             share = next(
                 (cnt for rep, cnt, _ in agree.groups if answers_equal(rep, answer, cfg.task)), 0
             )
-            fields.update(answer=answer, terminal=True, value=share / max(1, len(texts)))
+            fields.update(
+                answer=answer,
+                value=share / len(texts),
+                samples=len(texts),
+                agree=share,
+                terminal=cfg.a1_answer_terminal,
+            )
         children.append(_child(ctx, "a1_one_step", i, "one_step", **fields))
     return _result(ctx, "a1_one_step", children, usage)
 
 
 async def remaining_steps(ctx: PathContext, llm: LLMBackend, pack: PromptPack, cfg: RStarConfig):
-    """A2: propose all remaining steps (chain of thought) and vote over `num_last_votes` samples."""
+    """A2: propose all remaining steps and vote over ``num_last_votes`` samples.
+
+    ``a2_mode="continue"`` writes the rest after the path's steps; ``"resolve"`` (the reference
+    code) solves the question afresh with the path so far given as a hint.
+    """
     usage = Usage()
-    prompt = pack.steps_prompt(ctx["active_question"], ctx["steps"])
+    if cfg.a2_mode == "resolve":
+        hint = pack.hint(ctx["steps"], ctx["subqas"])
+        prompt = pack.solve_prompt(ctx["active_question"], hint=hint)
+        stop, parse = pack.stops["solve"], pack.parse_solution
+    else:
+        prompt = pack.step_prompt(ctx["active_question"], ctx["steps"])
+        stop, parse = pack.stops["continue"], pack.parse_steps
     [texts] = await _sample(
         llm,
         [prompt],
         cfg,
         n=cfg.num_last_votes,
         max_tokens=cfg.max_tokens_cot,
-        stop=STOP_SOLUTION,
+        stop=stop,
         usage=usage,
     )
-    solutions = _solutions(len(ctx["steps"]) + 1, texts, cfg.task)
-    answer, confidence, text = _vote(solutions, cfg)
+    texts = [trim_after_answer(t, pack, cfg.task) for t in texts]
+    v = vote([pack.answer(t, cfg.task) for t in texts], cfg.task)
+    steps = parse(texts[v["index"]]) if texts else []
     child = _child(
         ctx,
         "a2_remaining_steps",
         0,
         "direct_answer",
-        text=text,
-        answer=answer,
-        value=confidence,
+        text=" ".join(steps),
+        steps=steps,
         terminal=True,
+        **_voted_fields(v),
     )
     return _result(ctx, "a2_remaining_steps", [child], usage)
 
@@ -189,24 +212,23 @@ async def remaining_steps(ctx: PathContext, llm: LLMBackend, pack: PromptPack, c
 async def subquestion(ctx: PathContext, llm: LLMBackend, pack: PromptPack, cfg: RStarConfig):
     """A3: propose the next sub-question(s), then answer each by self-consistency.
 
-    A final sub-question ("Now we can answer the question: ...") gets `num_last_votes` samples,
-    an intermediate one `num_votes`; each sub-question is judged on its own (the reference code
-    decides the count for all of them from the last one).
+    A final sub-question ("Now we can answer the question: ...") gets ``num_last_votes``
+    samples, an intermediate one ``num_votes``; each sub-question is judged on its own (the
+    reference code decides the count for all of them from the last one).
     """
     usage = Usage()
     question = ctx["active_question"]
-    prompt = pack.decompose_prompt(question, ctx["subqas"])
     [texts] = await _sample(
         llm,
-        [prompt],
+        [pack.decompose_prompt(question, ctx["subqas"])],
         cfg,
         n=cfg.num_subquestions,
         max_tokens=cfg.max_tokens_subquestion,
-        stop=STOP_SUBQUESTION,
+        stop=pack.stops["subquestion"],
         usage=usage,
     )
-    subqs = _dedupe(texts)
-    finals = [is_final_subquestion(q, ctx["question"]) for q in subqs]
+    subqs = _distinct([pack.strip_labels(t) for t in texts], cfg.merge_identical_samples)
+    finals = [pack.is_final_subquestion(q, ctx["question"]) for q in subqs]
     prompts = [pack.subanswer_prompt(question, ctx["subqas"], q) for q in subqs]
     by_n: dict[int, list[int]] = {}
     for i, final in enumerate(finals):
@@ -219,7 +241,7 @@ async def subquestion(ctx: PathContext, llm: LLMBackend, pack: PromptPack, cfg: 
             cfg,
             n=n,
             max_tokens=cfg.max_tokens_subanswer,
-            stop=STOP_SUBANSWER,
+            stop=pack.stops["subanswer"],
             usage=usage,
         )
         return list(zip(idx, outs, strict=True))
@@ -228,8 +250,8 @@ async def subquestion(ctx: PathContext, llm: LLMBackend, pack: PromptPack, cfg: 
     answers_by_index = {i: outs for group in groups for i, outs in group}
     children = []
     for i, q in enumerate(subqs):
-        samples = [t.strip() for t in answers_by_index[i]]
-        answer, confidence, text = _vote(samples, cfg)
+        samples = [pack.strip_labels(t) for t in answers_by_index[i]]
+        v = vote([pack.answer(t, cfg.task) for t in samples], cfg.task)
         children.append(
             _child(
                 ctx,
@@ -237,10 +259,9 @@ async def subquestion(ctx: PathContext, llm: LLMBackend, pack: PromptPack, cfg: 
                 i,
                 "subquestion",
                 subquestion=q,
-                subanswer=text,
-                answer=answer,
-                value=confidence,
+                subanswer=samples[v["index"]] if samples else "",
                 terminal=finals[i],
+                **_voted_fields(v),
             )
         )
     return _result(ctx, "a3_subquestion", children, usage)
@@ -256,24 +277,23 @@ def _question_context(question: str) -> str:
 async def reanswer_subquestion(
     ctx: PathContext, llm: LLMBackend, pack: PromptPack, cfg: RStarConfig
 ):
-    """A4: re-answer the last sub-question step by step, by self-consistency."""
+    """A4: re-answer the last sub-question with a full solution, by self-consistency."""
     usage = Usage()
     subq = ctx["last_subquestion"] or ""
-    final = is_final_subquestion(subq, ctx["question"])
+    final = pack.is_final_subquestion(subq, ctx["question"])
     question = f"{_question_context(ctx['active_question'])} {subq}".strip()
-    prompt = pack.steps_prompt(question, [])
     [texts] = await _sample(
         llm,
-        [prompt],
+        [pack.solve_prompt(question)],
         cfg,
         n=cfg.num_last_votes if final else cfg.num_votes,
         max_tokens=cfg.max_tokens_cot,
-        stop=STOP_SOLUTION,
+        stop=pack.stops["solve"],
         usage=usage,
     )
-    solutions = _solutions(1, texts, cfg.task)
-    answer, confidence, text = _vote(solutions, cfg)
-    one_line = " ".join(line.split(":", 1)[-1].strip() for line in text.splitlines() if line)
+    texts = [trim_after_answer(t, pack, cfg.task) for t in texts]
+    v = vote([pack.answer(t, cfg.task) for t in texts], cfg.task)
+    one_line = " ".join(pack.parse_solution(texts[v["index"]])) if texts else ""
     child = _child(
         ctx,
         "a4_reanswer_subquestion",
@@ -281,9 +301,8 @@ async def reanswer_subquestion(
         "re_subanswer",
         subquestion=subq,
         subanswer=one_line,
-        answer=answer,
-        value=confidence,
         terminal=final,
+        **_voted_fields(v),
     )
     return _result(ctx, "a4_reanswer_subquestion", [child], usage)
 
@@ -297,14 +316,14 @@ async def rephrase_question(ctx: PathContext, llm: LLMBackend, pack: PromptPack,
         cfg,
         n=1,
         max_tokens=cfg.max_tokens_rephrase,
-        stop=STOP_REPHRASE,
+        stop=pack.stops["rephrase"],
         usage=usage,
     )
-    body = texts[0].strip()
+    body = texts[0].strip() if texts else ""
     children = []
     if body:
         children.append(
-            _child(ctx, "a5_rephrase_question", 0, "rephrased", text=f"{REPHRASE_PREFIX} {body}")
+            _child(ctx, "a5_rephrase_question", 0, "rephrased", text=pack.rephrased(body))
         )
     return _result(ctx, "a5_rephrase_question", children, usage)
 

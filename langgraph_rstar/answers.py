@@ -56,6 +56,8 @@ __all__ = [
     "extract_answer",
     "group_answers",
     "majority_vote",
+    "mentions_answer",
+    "states_answer",
     "task_family",
 ]
 
@@ -224,7 +226,7 @@ def _format_number(value: Decimal) -> str:
     return repr(float(value))
 
 
-def _extract_number(text: str) -> str | None:
+def _extract_number(text: str, require_marker: bool = False) -> str | None:
     # In word problems "$" is money, never a math delimiter ("$5 + $3 = $8").
     text = text.replace("$", "")
     markers = list(_MARKER_RE.finditer(text))
@@ -240,6 +242,8 @@ def _extract_number(text: str) -> str | None:
         numbers = _numbers_in(boxed)
         if numbers:
             return _format_number(numbers[0])
+    if require_marker:
+        return None
     numbers = _numbers_in(text)
     return _format_number(numbers[-1]) if numbers else None
 
@@ -283,11 +287,13 @@ _YESNO_MARKED_RE = re.compile(r"\b(yes|no|true|false|correct|incorrect)\b", re.I
 _YESNO_BARE_RE = re.compile(r"\b(yes|no|true|false)\b", re.IGNORECASE)
 
 
-def _extract_yesno(text: str) -> str | None:
+def _extract_yesno(text: str, require_marker: bool = False) -> str | None:
     for marker in _MARKER_RE.finditer(text):
         match = _YESNO_MARKED_RE.search(_sentence_after(text, marker.end()))
         if match:
             return _YESNO_MAP[match.group(1).lower()]
+    if require_marker:
+        return None
     matches = _YESNO_BARE_RE.findall(text)
     return _YESNO_MAP[matches[-1].lower()] if matches else None
 
@@ -599,12 +605,15 @@ def _math_equal(a: str, b: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def extract_answer(text: str, task: str) -> str | None:
+def extract_answer(text: str, task: str, *, require_marker: bool = False) -> str | None:
     """Extract the final answer from a model output.
 
     Args:
         text: Model output, normally ending with "The answer is X.".
         task: Task or family name, see :data:`TASK_FAMILIES`.
+        require_marker: Only an answer the text *states* counts ("answer is ...", "Answer:",
+            ``\\boxed{}``); without one the result is ``None`` instead of the last number (or
+            yes/no word) in the text. rStar reads model samples this way.
 
     Returns:
         ``number``: a canonical number string (``"18"``, ``"0.5"``, ``"-3"``, ``"1234.5"``):
@@ -622,10 +631,44 @@ def extract_answer(text: str, task: str) -> str | None:
     if not text:
         return None
     if family == "number":
-        return _extract_number(text)
+        return _extract_number(text, require_marker)
     if family == "math":
         return _extract_math(text)
-    return _extract_yesno(text)
+    return _extract_yesno(text, require_marker)
+
+
+def states_answer(text: str) -> bool:
+    """Whether ``text`` contains an answer statement ("answer is", "Answer:", ``\\boxed{}``)."""
+    return bool(_MARKER_RE.search(text)) or bool(_boxed_contents(text))
+
+
+def mentions_answer(text: str, answer: str | None, task: str) -> bool:
+    """Whether ``text`` shows ``answer`` anywhere: any number equal to it (``number``), its
+    normalised LaTeX or a stated equal answer (``math``), or the yes/no word (``yesno``).
+
+    The discriminator's masks are cut before the first step that mentions the candidate's
+    answer, so the discriminator must reach it on its own.
+    """
+    if answer is None or not text:
+        return False
+    family = task_family(task)
+    squashed = _squash_math(answer) if family == "math" else ""
+    if family == "number" or _plain_float(squashed) is not None:
+        if _number_value(answer) is None:
+            return False
+        return any(
+            _numbers_equal(_format_number(v), answer) for v in _numbers_in(text.replace("$", ""))
+        )
+    if family == "math":
+        # A symbolic answer: its normalised LaTeX inside the text, or an equal stated answer.
+        if len(squashed) >= 2 and squashed in re.sub(r"\s+", "", _clean_math(text)):
+            return True
+        stated = _extract_math(text)
+        return stated is not None and _math_equal(stated, answer)
+    value = _yesno_value(answer)
+    return value is not None and any(
+        _YESNO_MAP[w.lower()] == value for w in _YESNO_BARE_RE.findall(text)
+    )
 
 
 def answers_equal(a: str | None, b: str | None, task: str) -> bool:

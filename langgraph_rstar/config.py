@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, get_type_hints
 
 from langgraph_rstar.answers import task_family
+from langgraph_rstar.prompts import PromptPack, load_prompts
 
 PresetName = Literal["fast", "paper", "reference_code"]
 PRESETS: tuple[str, ...] = ("fast", "paper", "reference_code")
@@ -27,8 +28,10 @@ class RStarConfig:
 
     preset_name: str = "fast"  # which preset this config started from
     task: str = "gsm8k"
-    # Prompt pack: a family name under prompts/ or a directory; None picks the task's family.
+    # Prompt pack: a pack name under prompts/ or a directory; None picks the task's family pack
+    # in `prompt_style` ("compact": short, for CPUs; "reference": the released code's format).
     prompts: str | None = None
+    prompt_style: Literal["compact", "reference"] = "compact"
 
     # --- generator (MCTS) ---
     num_rollouts: int = 4
@@ -42,6 +45,10 @@ class RStarConfig:
     enable_a1: bool = True
     enable_a5: bool = True
     seed: int = 42  # drives the search's random choices (not the server's sampling)
+    # Deviations from the reference code (each True/"continue" here; `reference_code` flips them):
+    merge_identical_samples: bool = True  # identical A1/A3 samples become one child
+    a1_answer_terminal: bool = True  # an A1 step stating the answer ends its path
+    a2_mode: Literal["continue", "resolve"] = "continue"  # A2 continues the steps / re-solves
 
     # --- sampling ---
     temperature: float = 0.8
@@ -60,8 +67,11 @@ class RStarConfig:
     num_masks: int = 2
     mask_left: float = 0.2
     mask_right: float = 0.8
-    agreement: Literal["loose", "mid", "strict", "majority"] = "mid"
-    scoring: Literal["paper", "reference_code"] = "paper"
+    agreement: Literal["loose", "mid", "majority", "strict", "plurality"] = "majority"
+    # The selection rule (langgraph_rstar.selection.RULES): paper | paper_argmax |
+    # reference_code | consistent_maj | generator_maj.
+    scoring: str = "paper"
+    confidence_prior: float = 2.0  # pseudo-samples shrinking small-sample vote shares
     skip_threshold: float = 0.999  # skip the discriminator when this share of candidates agree
     discriminator_temperature: float = 1.0
     discriminator_max_tokens: int = 192
@@ -99,10 +109,18 @@ class RStarConfig:
             raise ValueError("exploration_weight must be >= 0")
         if self.mask_mode not in ("paper", "reference_code"):
             raise ValueError(f"unknown mask_mode {self.mask_mode!r}")
-        if self.scoring not in ("paper", "reference_code"):
-            raise ValueError(f"unknown scoring {self.scoring!r}")
-        if self.agreement not in ("loose", "mid", "strict", "majority"):
+        from langgraph_rstar.selection import RULES
+
+        if self.scoring not in RULES:
+            raise ValueError(f"unknown scoring {self.scoring!r}; known: {', '.join(RULES)}")
+        if self.agreement not in ("loose", "mid", "majority", "strict", "plurality"):
             raise ValueError(f"unknown agreement rule {self.agreement!r}")
+        if self.prompt_style not in ("compact", "reference"):
+            raise ValueError(f"unknown prompt_style {self.prompt_style!r}")
+        if self.a2_mode not in ("continue", "resolve"):
+            raise ValueError(f"unknown a2_mode {self.a2_mode!r}")
+        if not self.confidence_prior >= 0:
+            raise ValueError("confidence_prior must be >= 0")
 
     @classmethod
     def preset(cls, name: str = "fast", *, task: str = "gsm8k", **overrides: Any) -> RStarConfig:
@@ -141,11 +159,12 @@ class RStarConfig:
                 max_tokens_subquestion=128,
                 max_tokens_subanswer=512,
                 max_tokens_rephrase=512,
+                prompt_style="reference",
                 mask_mode="paper",
                 num_masks=4,
                 mask_left=0.2,
                 mask_right=0.8,
-                agreement="mid",
+                agreement="majority",
                 scoring="paper",
                 discriminator_max_tokens=512,
             )
@@ -162,6 +181,10 @@ class RStarConfig:
                 max_tokens_subquestion=128,
                 max_tokens_subanswer=512,
                 max_tokens_rephrase=512,
+                prompt_style="reference",
+                merge_identical_samples=False,
+                a1_answer_terminal=False,
+                a2_mode="resolve",
                 mask_mode="reference_code",
                 num_masks=4,
                 mask_left=0.2,
@@ -183,15 +206,20 @@ class RStarConfig:
                 max_tokens_subquestion=64,
                 max_tokens_subanswer=128,
                 max_tokens_rephrase=160,
+                prompt_style="compact",
                 mask_mode="paper",
-                num_masks=2,
+                num_masks=3,
                 mask_left=0.2,
                 mask_right=0.8,
-                agreement="mid",
+                agreement="majority",
                 scoring="paper",
                 discriminator_max_tokens=192,
             )
         return cls(**{**common, **values, **overrides})
+
+    def prompt_pack(self) -> PromptPack:
+        """The prompt pack this config selects (``prompts`` or the task's ``prompt_style`` pack)."""
+        return load_prompts(self.prompts, task=self.task, style=self.prompt_style)
 
     def replace(self, **changes: Any) -> RStarConfig:
         """A copy with some fields changed (validated)."""

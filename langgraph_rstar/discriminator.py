@@ -2,8 +2,13 @@
 
 For each distinct candidate trajectory the discriminator gets the question and a prefix of the
 trajectory and writes the rest. A candidate whose answer the discriminator reproduces often
-enough (the agreement rule) is "mutually consistent"; the final answer is chosen among those.
-Nothing here reads a gold answer: only the question and the candidates go in.
+enough (the agreement rule) is "mutually consistent"; the final answer is chosen among those by a
+rule of :mod:`langgraph_rstar.selection`. Nothing here reads a gold answer: only the question and
+the candidates go in.
+
+A prefix never shows the candidate's answer: masks are cut before the first step that mentions
+it (in a GSM8K trajectory the step before "The answer is 360." usually says "... = 360"), so an
+agreement is the discriminator's own finding, not a copy.
 """
 
 from __future__ import annotations
@@ -13,14 +18,15 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, TypedDict
 
-from langgraph_rstar.actions import STOP_SOLUTION
-from langgraph_rstar.answers import answers_equal, extract_answer, group_answers, majority_vote
+from langgraph_rstar.answers import answers_equal, majority_vote, mentions_answer
 from langgraph_rstar.backends import LLMBackend, Usage
 from langgraph_rstar.config import RStarConfig
 from langgraph_rstar.prompts import PromptPack
 from langgraph_rstar.search import Candidate
+from langgraph_rstar.selection import Final, Verdict, select, trajectory_key
 
 MAX_ANSWER_CHARS = 100  # longer "answers" are extraction failures, not answers
+AGREEMENT_RULES = ("loose", "mid", "majority", "strict", "plurality")
 
 
 class Check(TypedDict):
@@ -40,16 +46,12 @@ class Verification(TypedDict):
     usage: dict[str, int]
 
 
-class Final(TypedDict):
-    answer: str | None
-    confidence: float
-    node_id: str | None
-    trajectory: list[str]
-    method: str  # unanimous | discriminator | generator_maj | generator_maj_fallback | none
-
-
-def render_steps(steps: Sequence[str]) -> str:
-    return "\n".join(f"Step {i}: {s}" for i, s in enumerate(steps, 1))
+def answer_limit(steps: Sequence[str], answer: str | None, task: str) -> int:
+    """How many leading steps may be shown: those before the first one mentioning the answer."""
+    for i, step in enumerate(steps):
+        if mentions_answer(step, answer, task):
+            return i
+    return len(steps)
 
 
 def mask_ratios(mode: str, num_masks: int, left: float, right: float, rng: random.Random):
@@ -62,31 +64,47 @@ def mask_ratios(mode: str, num_masks: int, left: float, right: float, rng: rando
 
 
 def masked_prompts(
-    question: str, steps: Sequence[str], pack: PromptPack, *, mode: str, ratios: Sequence[float]
+    question: str,
+    steps: Sequence[str],
+    pack: PromptPack,
+    *,
+    mode: str,
+    ratios: Sequence[float],
+    limit: int | None = None,
 ) -> list[tuple[str, str]]:
-    """(prompt, visible prefix) per ratio.
+    """(prompt, visible prefix) per ratio; no prefix reaches past step ``limit``.
 
-    ``paper`` keeps the first ⌊r·S⌉ whole steps (never the last, which states the answer) and asks
-    for "Step k+1:"; ``reference_code`` keeps the first ⌈r·W⌉ words of the rendered trajectory
-    and lets the model continue mid-sentence.
+    ``paper`` keeps the first ⌊r·S⌉ whole steps and asks for the next; ``reference_code`` keeps
+    the first ⌈r·W⌉ words of the rendered trajectory and lets the model continue mid-sentence.
     """
+    limit = len(steps) if limit is None else max(0, min(limit, len(steps)))
     out = []
     for r in ratios:
         if mode == "paper":
-            keep = min(max(round(r * len(steps)), 0), max(len(steps) - 1, 0))
-            prompt = pack.steps_prompt(question, list(steps[:keep]))
-            out.append((prompt, render_steps(steps[:keep])))
-        else:
-            words = render_steps(steps).split(" ")
-            prefix = " ".join(words[: max(1, math.ceil(len(words) * r))])
-            prompt = pack.steps_prompt(question, [])
-            prompt = prompt[: -len("Step 1:")] + prefix  # the prefix starts with "Step 1:"
-            out.append((prompt, prefix))
+            keep = min(round(r * len(steps)), limit, max(len(steps) - 1, 0))
+            kept = list(steps[:keep])
+            out.append((pack.solve_prompt(question, kept), pack.render_solution(kept)))
+            continue
+        words = pack.render_solution(steps).split(" ")
+        cap = len(pack.render_solution(steps[:limit]).split(" ")) if limit else 0
+        prefix = " ".join(words[: min(math.ceil(len(words) * r), cap)])
+        if not prefix:
+            out.append((pack.solve_prompt(question), ""))
+        elif pack.solve_style == "paragraph":
+            out.append((pack.solve_prompt(question) + " " + prefix, prefix))
+        else:  # the prefix starts with "Step 1:": put it where the prompt's cue was
+            head = pack.solve_prompt(question)[: -len(pack.label("step", 1))]
+            out.append((head + prefix, prefix))
     return out
 
 
 def agrees(rule: str, answer: str, answers: Sequence[str | None], task: str) -> tuple[int, bool]:
-    """How many completions reproduce ``answer`` and whether that satisfies the rule."""
+    """How many completions reproduce ``answer`` and whether that satisfies the rule.
+
+    ``loose`` >= 1; ``mid`` at least half, rounded up (the reference code's default: 2 of 4);
+    ``majority`` more than half (2 of 3, 3 of 4); ``strict`` all; ``plurality`` the completions'
+    own majority vote is ``answer``.
+    """
     hits = sum(1 for a in answers if answers_equal(a, answer, task))
     total = len(answers)
     if rule == "loose":
@@ -94,23 +112,23 @@ def agrees(rule: str, answer: str, answers: Sequence[str | None], task: str) -> 
     elif rule == "strict":
         ok = hits == total and total > 0
     elif rule == "majority":
+        ok = 2 * hits > total
+    elif rule == "plurality":
         vote = majority_vote(list(answers), task)
         ok = vote.answer is not None and answers_equal(vote.answer, answer, task)
-    else:  # "mid": at least half, rounded up (the code's default: 2 of 4; 2 of 3)
+    elif rule == "mid":
         ok = hits >= 1 and 2 * hits >= total
+    else:
+        raise ValueError(f"unknown agreement rule {rule!r}; known: {', '.join(AGREEMENT_RULES)}")
     return hits, ok
-
-
-def _trajectory_key(c: Candidate) -> tuple[str, str | None]:
-    return render_steps(c["steps"]), c["answer"]
 
 
 def distinct_candidates(candidates: Sequence[Candidate]) -> list[Candidate]:
     """Candidates with identical trajectories and answers are checked once."""
-    seen: set[tuple[str, str | None]] = set()
+    seen: set[str] = set()
     out = []
     for c in candidates:
-        key = _trajectory_key(c)
+        key = trajectory_key(c)
         if key not in seen and c["answer"] and len(c["answer"]) <= MAX_ANSWER_CHARS:
             seen.add(key)
             out.append(c)
@@ -143,15 +161,16 @@ async def verify_candidates(
         ratios = mask_ratios(
             config.mask_mode, config.num_masks, config.mask_left, config.mask_right, rng
         )
+        limit = answer_limit(cand["steps"], cand["answer"], config.task)
         for prompt, prefix in masked_prompts(
-            question, cand["steps"], pack, mode=config.mask_mode, ratios=ratios
+            question, cand["steps"], pack, mode=config.mask_mode, ratios=ratios, limit=limit
         ):
             jobs.append((i, prompt, prefix))
     gen = await llm.generate(
         [p for _, p, _ in jobs],
         n=1,
         max_tokens=config.discriminator_max_tokens,
-        stop=STOP_SOLUTION,
+        stop=list(pack.stops["solve"]),
         temperature=config.discriminator_temperature,
         top_p=config.top_p,
         top_k=config.top_k,
@@ -162,23 +181,14 @@ async def verify_candidates(
     checks: list[Check] = []
     for i, cand in enumerate(pool):
         mine = [(job, gen.choices[j][0].text) for j, job in enumerate(jobs) if job[0] == i]
-        completions, answers, prefixes = [], [], []
-        for (_, prompt, prefix), text in mine:
-            continuation = text if config.mask_mode != "paper" else _as_step(prompt, text)
-            completions.append(text)
-            prefixes.append(prefix)
-            # Only the discriminator's own words count: an answer inside the prefix would agree
-            # trivially.
-            answers.append(
-                extract_answer(continuation, config.task)
-                if "answer is" in continuation.lower()
-                else None
-            )
+        completions = [text for _, text in mine]
+        # Only the discriminator's own words count, read like any sample (labels stripped).
+        answers = [pack.answer(text, config.task) for text in completions]
         hits, ok = agrees(config.agreement, cand["answer"], answers, config.task)
         check = Check(
             node_id=cand["node_id"],
             answer=cand["answer"],
-            prefixes=prefixes,
+            prefixes=[prefix for (_, _, prefix), _ in mine],
             completions=completions,
             answers=answers,
             agreements=hits,
@@ -190,78 +200,44 @@ async def verify_candidates(
     return Verification(skipped=False, reason="checked", checks=checks, usage=usage.as_dict())
 
 
-def _as_step(prompt: str, text: str) -> str:
-    # The paper-mode prompt ends with "Step k:"; keep that label so extraction sees full lines.
-    label = prompt[prompt.rfind("Step ") :]
-    return f"\n{label} {text.strip()}"
+def verdicts_of(
+    candidates: Sequence[Candidate],
+    verification: Verification,
+    *,
+    agreement: str | None = None,
+    task: str = "gsm8k",
+) -> dict[str, Verdict] | None:
+    """Verdict per trajectory key (``None`` if the check was skipped).
+
+    A check covers every candidate with the same trajectory (they were deduplicated before
+    checking), so duplicates share its verdict. ``agreement`` re-judges the stored per-mask
+    answers under another rule (re-scoring without model calls).
+    """
+    if verification["skipped"]:
+        return None
+    by_id = {c["node_id"]: c for c in candidates}
+    out: dict[str, Verdict] = {}
+    for ch in verification["checks"]:
+        if ch["node_id"] not in by_id:
+            continue
+        consistent = ch["consistent"]
+        if agreement is not None:
+            _, consistent = agrees(agreement, ch["answer"], ch["answers"], task)
+        out[trajectory_key(by_id[ch["node_id"]])] = Verdict(
+            consistent=consistent, agreements=ch["agreements"], masks=len(ch["answers"])
+        )
+    return out
 
 
 def select_final(
     candidates: Sequence[Candidate], verification: Verification, config: RStarConfig
 ) -> Final:
-    """Choose the answer without any label.
-
-    * ``paper`` scoring: among consistent candidates, argmax of reward x terminal confidence.
-    * ``reference_code`` scoring: per answer, (share of survivors) + (survival rate); argmax.
-    * No survivors (or the check skipped/disabled): generator@maj over all candidates.
-    """
-    task = config.task
-    if not candidates:
-        return Final(answer=None, confidence=0.0, node_id=None, trajectory=[], method="none")
-    vote = majority_vote([c["answer"] for c in candidates], task)
-
-    def best_for(answer: str | None, pool: Sequence[Candidate]) -> Candidate:
-        same = [c for c in pool if answers_equal(c["answer"], answer, task)] or list(pool)
-        return max(same, key=lambda c: (c["confidence"] * c["reward"], c["confidence"]))
-
-    def by_majority(method: str) -> Final:
-        best = best_for(vote.answer, candidates)
-        return Final(
-            answer=vote.answer,
-            confidence=vote.confidence,
-            node_id=best["node_id"],
-            trajectory=list(best["steps"]),
-            method=method,
-        )
-
-    if verification["skipped"]:
-        return by_majority(
-            "unanimous" if verification["reason"] == "unanimous" else "generator_maj"
-        )
-    # A check covers every candidate with the same trajectory (they were deduplicated
-    # before checking), so duplicates share its verdict and are scored like it.
-    by_id = {c["node_id"]: c for c in candidates}
-    verdict = {
-        _trajectory_key(by_id[ch["node_id"]]): ch["consistent"]
-        for ch in verification["checks"]
-        if ch["node_id"] in by_id
-    }
-    checked = [c for c in candidates if _trajectory_key(c) in verdict]
-    survivors = [c for c in checked if verdict[_trajectory_key(c)]]
-    if not survivors:
-        return by_majority("generator_maj_fallback")
-    if config.scoring == "paper":
-        best = max(survivors, key=lambda c: (c["reward"] * c["confidence"], c["confidence"]))
-        return Final(
-            answer=best["answer"],
-            confidence=best["reward"] * best["confidence"],
-            node_id=best["node_id"],
-            trajectory=list(best["steps"]),
-            method="discriminator",
-        )
-    groups = group_answers([c["answer"] for c in survivors], task)
-    scored = []
-    for members in groups:
-        answer = survivors[members[0]]["answer"]
-        total = sum(1 for c in checked if answers_equal(c["answer"], answer, task))
-        score = len(members) / len(survivors) + len(members) / max(1, total)
-        scored.append((score, -members[0], answer))
-    score, _, answer = max(scored)
-    best = best_for(answer, survivors)
-    return Final(
-        answer=answer,
-        confidence=score / 2,
-        node_id=best["node_id"],
-        trajectory=list(best["steps"]),
-        method="discriminator",
+    """Choose the answer without any label, under ``config.scoring`` (see :mod:`selection`)."""
+    return select(
+        candidates,
+        verdicts_of(candidates, verification, task=config.task),
+        rule=config.scoring,
+        task=config.task,
+        prior=config.confidence_prior,
+        skipped_reason=verification["reason"] if verification["skipped"] else None,
     )

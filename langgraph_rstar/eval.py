@@ -485,25 +485,22 @@ async def _predict_samples(
     question: str, ends: Endpoints, cfg: RStarConfig, *, n: int, greedy: bool
 ) -> dict[str, Any]:
     """cot (one greedy sample) and sc (``n`` samples in one request, majority vote)."""
-    from langgraph_rstar.actions import STOP_SOLUTION
-    from langgraph_rstar.answers import extract_answer, majority_vote
-    from langgraph_rstar.prompts import load_prompts
+    from langgraph_rstar.answers import majority_vote
 
-    pack = load_prompts(cfg.prompts, task=cfg.task)
-    prompt = pack.steps_prompt(question, [])
+    pack = cfg.prompt_pack()
     gen = await ends.target.generate(
-        [prompt],
+        [pack.solve_prompt(question)],
         n=n,
         max_tokens=cfg.max_tokens_cot,
-        stop=STOP_SOLUTION,
+        stop=list(pack.stops["solve"]),
         temperature=0.0 if greedy else cfg.temperature,
         top_p=cfg.top_p,
         top_k=cfg.top_k,
         repetition_penalty=cfg.repetition_penalty,
     )
-    # The prompt ends with "Step 1:"; put it back so the text reads as a whole solution.
-    texts = [f"Step 1: {c.text.strip()}" for c in gen.choices[0]]
-    answers = [extract_answer(t, cfg.task) for t in texts]
+    texts = [c.text for c in gen.choices[0]]
+    # Read like rStar's samples: labels stripped, an answer must be stated.
+    answers = [pack.answer(t, cfg.task) for t in texts]
     # Symbolic comparisons (math500) can take a while: keep them off the event loop.
     vote = await asyncio.to_thread(majority_vote, answers, cfg.task)
     return {

@@ -30,7 +30,6 @@ from langgraph_rstar.actions import ACTION_FUNCTIONS
 from langgraph_rstar.backends import LLMBackend
 from langgraph_rstar.config import RStarConfig, RStarContext, resolve_config
 from langgraph_rstar.discriminator import Verification, select_final, verify_candidates
-from langgraph_rstar.prompts import load_prompts
 from langgraph_rstar.search import (
     ACTIONS,
     Candidate,
@@ -148,7 +147,7 @@ def create_rstar_graph(
     async def init(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
         cfg = resolve_config(base, runtime.context)
         question = _question_from(state)
-        load_prompts(cfg.prompts, task=cfg.task)  # fail early on a bad pack
+        cfg.prompt_pack()  # fail early on a bad pack
         return {
             "question": question,
             "config": cfg.to_dict(),
@@ -193,8 +192,7 @@ def create_rstar_graph(
 
         async def run_action(request: ActionRequest, runtime: Runtime[RStarContext]):
             cfg = RStarConfig.from_dict(request["config"])
-            pack = load_prompts(cfg.prompts, task=cfg.task)
-            result = await fn(request["context"], target, pack, cfg)  # type: ignore[arg-type]
+            result = await fn(request["context"], target, cfg.prompt_pack(), cfg)  # type: ignore[arg-type]
             parent = request["context"]["node_id"]
             runtime.stream_writer(events.node_expanded(action, parent, result["nodes"]))
             return {"nodes": result["nodes"], "usage": {"target": result["usage"]}}
@@ -210,7 +208,7 @@ def create_rstar_graph(
             state["question"],
             candidates,
             llm=disc,
-            pack=load_prompts(cfg.prompts, task=cfg.task),
+            pack=cfg.prompt_pack(),
             config=cfg,
             on_check=lambda check: runtime.stream_writer(events.candidate_verified(check)),
         )
@@ -227,7 +225,7 @@ def create_rstar_graph(
         final = select_final(state.get("candidates") or [], state["verification"], cfg)
         runtime.stream_writer(events.final_answer(final))
         steps = final["trajectory"]
-        body = "\n".join(f"Step {i}: {s}" for i, s in enumerate(steps, 1))
+        body = cfg.prompt_pack().render_steps(steps)
         content = f"{body}\n\nFinal answer: {final['answer']}" if steps else str(final["answer"])
         return {
             "answer": final["answer"],

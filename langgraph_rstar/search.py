@@ -71,12 +71,15 @@ class TreeNode(TypedDict, total=False):
     depth: int
     kind: NodeKind
     action: Action | None  # the action that created it
-    text: str  # question / rephrased question / step / full remaining steps
+    text: str  # question / rephrased question / step / full remaining steps (plain text)
+    steps: list[str]  # the reasoning steps this node adds to its path (labels removed)
     subquestion: str | None
     subanswer: str | None
-    answer: str | None  # extracted final answer, if the node states one
-    value: float | None  # majority-vote confidence of the samples behind the node
-    terminal: bool
+    answer: str | None  # the answer the node states (a sub-answer for sub-questions)
+    value: float | None  # majority-vote confidence of the samples behind the node: agree/samples
+    samples: int  # how many samples voted on the node's answer
+    agree: int  # how many of them gave the node's answer
+    terminal: bool  # a finished solution (by kind): its answer is a final answer
     rollout: int  # the rollout whose expansion created the node
     children: dict[str, list[str]]  # action -> child ids, filled when that action finished
     expanding: list[str]  # actions dispatched for this node
@@ -143,10 +146,13 @@ def new_node(
         "kind": kind,
         "action": action,
         "text": "",
+        "steps": [],
         "subquestion": None,
         "subanswer": None,
         "answer": None,
         "value": None,
+        "samples": 0,
+        "agree": 0,
         "terminal": kind == "direct_answer",
         "rollout": 0,
         "children": {},
@@ -180,24 +186,19 @@ def allowed_actions(
     return actions
 
 
-def is_final_subquestion(subquestion: str, question: str) -> bool:
-    """A sub-question that restates the question ends the decomposition (rStar's terminal rule)."""
-    text = subquestion.lower()
-    if "now we can answer" in text:
-        return True
-    sentences = [s.strip() for s in question.replace("?", "?.").split(".") if s.strip()]
-    last = sentences[-1].lower() if sentences else ""
-    return len(last) > 10 and last in text
-
-
 def is_expanded(node: TreeNode) -> bool:
     expanding = node.get("expanding") or []
     return bool(expanding) and all(a in node.get("children", {}) for a in expanding)
 
 
 def reward_of(node: TreeNode) -> float:
-    """Terminal reward: the node's self-consistency confidence if it carries an answer, else 0."""
-    if node.get("answer") is None:
+    """A rollout's reward at ``node``: the self-consistency confidence of a finished solution.
+
+    Only a terminal node (a direct answer, a final sub-question or its re-answer, an A1 step
+    that states the answer when those end a path) with an answer earns it. A node where the
+    depth limit cut the path off, an intermediate sub-answer included, scores 0.
+    """
+    if not node.get("terminal") or node.get("answer") is None:
         return 0.0
     return float(node.get("value") or 0.0)
 
@@ -319,8 +320,7 @@ def advance(
         return bool(node.get("terminal")) or node["depth"] >= settings.max_depth
 
     def finish(run: Rollout) -> None:
-        end = tree[run["path"][-1]]
-        reward = reward_of(end) if terminal(end) else 0.0
+        reward = reward_of(tree[run["path"][-1]])
         for node_id in run["path"]:
             node = edit(node_id)
             node["N"] = node.get("N", 0) + 1
@@ -467,7 +467,7 @@ def trajectory(nodes: Mapping[str, TreeNode], node_id: str) -> list[str]:
     if end["kind"] in ("subquestion", "re_subanswer") and end.get("answer") is not None:
         steps[-1:] = [(end.get("subanswer") or "").strip()]  # keep the final "The answer is"
     elif end["kind"] == "direct_answer":
-        steps.extend(split_steps(end["text"]))
+        steps.extend(end.get("steps") or split_steps(end["text"]))
     return steps
 
 
@@ -485,42 +485,56 @@ def split_steps(text: str) -> list[str]:
 
 
 class Candidate(TypedDict):
-    """A trajectory that reached an answer: what the discriminator checks and voting counts."""
+    """A trajectory that reached an answer: what the discriminator checks and selection scores."""
 
     node_id: str
     rollout: int
+    kind: str
     answer: str
     steps: list[str]
-    confidence: float  # the terminal node's majority-vote confidence
-    reward: (
-        float  # mean back-propagated reward of the terminal node (Q/N), or its value if unvisited
-    )
+    confidence: float  # the terminal node's majority-vote confidence (agree / samples)
+    agree: int
+    samples: int
+    path_values: list[float]  # Q/N of each node below the root on the path (value if unvisited)
+    reward: float  # the trajectory's reward: mean of path_values
     visits: int
 
 
 def is_solution(node: TreeNode) -> bool:
+    """A node whose answer is a final answer: a terminal one, or an A1 step that states the
+    answer when such steps do not end a path (the reference code harvests those too)."""
     return node.get("answer") is not None and (
         bool(node.get("terminal")) or node["kind"] == "one_step"
     )
 
 
+def node_value(node: TreeNode) -> float:
+    """Q/N of a visited node; the confidence of its samples if no rollout went through it."""
+    visits = node.get("N", 0)
+    return node.get("Q", 0.0) / visits if visits else float(node.get("value") or 0.0)
+
+
 def collect_candidates(nodes: Mapping[str, TreeNode]) -> list[Candidate]:
-    """Every node of the final tree that states an answer, once each, in id order."""
+    """Every node of the final tree that states a final answer, once each, in id order."""
     out: list[Candidate] = []
     for node_id in sorted(nodes, key=_id_key):
         node = nodes[node_id]
         if not is_solution(node):
             continue
-        visits = node.get("N", 0)
+        values = [node_value(n) for n in path_to(nodes, node_id)[1:]]
         out.append(
             Candidate(
                 node_id=node_id,
                 rollout=node.get("rollout", 0),
+                kind=node["kind"],
                 answer=node["answer"] or "",
                 steps=trajectory(nodes, node_id),
                 confidence=float(node.get("value") or 0.0),
-                reward=node.get("Q", 0.0) / visits if visits else float(node.get("value") or 0.0),
-                visits=visits,
+                agree=int(node.get("agree", 0)),
+                samples=int(node.get("samples", 0)),
+                path_values=values,
+                reward=sum(values) / len(values) if values else 0.0,
+                visits=node.get("N", 0),
             )
         )
     return out

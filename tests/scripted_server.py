@@ -117,8 +117,9 @@ class ScriptedServer:
 
     Args:
         responder: ``responder(prompt, params) -> text`` called once per choice. ``params`` holds
-            ``n_index`` (which choice, 0..n-1), ``n``, ``temperature``, ``stop``, ``max_tokens``
-            and ``path``. A returned sequence is indexed with ``n_index % len``.
+            ``n_index`` (which choice, 0..n-1), ``prompt_index`` (which prompt of a batched
+            request), ``n``, ``temperature``, ``stop``, ``max_tokens`` and ``path``. A returned
+            sequence is indexed with ``n_index % len``.
         delay: Seconds each request sleeps in its handler thread (requests overlap in time).
         max_n: Reject ``n > max_n`` with llama.cpp's HTTP 400 "Field 'n'" error.
         ignore_n: Always answer one choice per prompt (like TGI's chat endpoint).
@@ -287,6 +288,7 @@ class ScriptedServer:
             for j in range(n_eff):
                 params = {
                     "n_index": j,
+                    "prompt_index": p_i,
                     "n": n,
                     "temperature": body.get("temperature"),
                     "stop": stop,

@@ -18,16 +18,15 @@ import pytest
 
 import tests.conftest as conftest
 from langgraph_rstar import OpenAICompatibleLLM, RStarConfig, asolve, create_rstar_graph
-from langgraph_rstar.actions import STOP_SOLUTION
 from langgraph_rstar.answers import answers_equal, majority_vote
 from langgraph_rstar.discriminator import (
     Check,
     Verification,
     agrees,
+    answer_limit,
     distinct_candidates,
     mask_ratios,
     masked_prompts,
-    render_steps,
     select_final,
     verify_candidates,
 )
@@ -56,13 +55,19 @@ def cand(
     confidence: float,
     steps: list[str] | None = None,
     rollout: int = 0,
+    agree: int = 0,
+    samples: int = 0,
 ) -> Candidate:
     return Candidate(
         node_id=node_id,
         rollout=rollout,
+        kind="direct_answer",
         answer=answer,
         steps=steps if steps is not None else [f"Path {node_id}.", f"The answer is {answer}."],
         confidence=confidence,
+        agree=agree,
+        samples=samples,  # 0: no counts, selection uses the raw confidence
+        path_values=[reward],
         reward=reward,
         visits=1,
     )
@@ -127,19 +132,40 @@ def test_paper_masks_keep_whole_steps_and_never_the_answer_step(num_steps):
     assert len(out) == len(ratios)
     for r, (prompt, prefix) in zip(ratios, out, strict=True):
         keep = min(round(r * num_steps), num_steps - 1)
-        assert prefix == render_steps(steps[:keep])
+        assert prefix == PACK.render_solution(steps[:keep])
         assert ANSWER_STEP not in prompt and "8765" not in prompt
         assert prompt.endswith(f"Step {keep + 1}:")
-        assert prompt == PACK.steps_prompt(QUESTION, steps[:keep])
+        assert prompt == PACK.solve_prompt(QUESTION, steps[:keep])
         assert prompt.count(QUESTION) == 1
 
 
+def test_masks_stop_before_the_first_step_that_mentions_the_answer():
+    """ "3 + 2 = 5" gives the answer away before "The answer is 5." does."""
+    steps = ["Tom starts with 3 apples.", "He buys 2 more, so 3 + 2 = 5.", "The answer is 5."]
+    assert answer_limit(steps, "5", "gsm8k") == 1
+    assert answer_limit(steps, "7", "gsm8k") == 3  # never mentioned: any prefix will do
+    assert answer_limit(["So it is 5.0 apples."], "5", "gsm8k") == 0
+    for mode, ratios in (("paper", [0.2, 0.5, 0.8, 0.99]), ("reference_code", [0.2, 0.9, 1.0])):
+        out = masked_prompts(QUESTION, steps, PACK, mode=mode, ratios=ratios, limit=1)
+        for prompt, prefix in out:
+            assert "3 + 2" not in prefix and "5" not in prefix.replace("Step", "")
+            assert "= 5" not in prompt.split(QUESTION)[-1]
+    # the reference pack renders a paragraph; its masks are cut the same way
+    ref = load_prompts(task="gsm8k", style="reference")
+    for mode in ("paper", "reference_code"):
+        for prompt, prefix in masked_prompts(
+            QUESTION, steps, ref, mode=mode, ratios=[0.5, 0.9], limit=1
+        ):
+            assert prompt.endswith(prefix) and "= 5" not in prefix
+            assert prefix in ("", "Tom starts with 3 apples.") or "Tom starts" in prefix
+
+
 def test_reference_code_masks_are_word_prefixes_of_ceil_r_w_words():
-    rendered = render_steps(STEPS)
+    rendered = PACK.render_solution(STEPS)
     words = rendered.split(" ")
     ratios = mask_ratios("reference_code", 4, 0.2, 0.5, random.Random(0))
     out = masked_prompts(QUESTION, STEPS, PACK, mode="reference_code", ratios=ratios)
-    head = PACK.steps_prompt(QUESTION, [])[: -len("Step 1:")]
+    head = PACK.solve_prompt(QUESTION)[: -len("Step 1:")]
     sizes = []
     for r, (prompt, prefix) in zip(ratios, out, strict=True):
         sizes.append(len(prefix.split(" ")))
@@ -154,27 +180,35 @@ def test_reference_code_masks_are_word_prefixes_of_ceil_r_w_words():
         QUESTION, ["Five."], PACK, mode="reference_code", ratios=[0.2]
     )
     assert prefix == "Step" and prompt.endswith("\nStep")
+    # ... unless that word is already past the limit: then nothing is shown
+    (prompt, prefix), *_ = masked_prompts(
+        QUESTION, ["Five."], PACK, mode="reference_code", ratios=[0.2], limit=0
+    )
+    assert prefix == "" and prompt == PACK.solve_prompt(QUESTION)
 
 
 # ---------------------------------------------------------------------------------- agreement
 
-RULES = ("loose", "mid", "strict", "majority")
+RULES = ("loose", "mid", "strict", "plurality", "majority")
 
 
 @pytest.mark.parametrize(
     ("answers", "hits", "expected"),
     [
-        (["5", "5", "5", "5"], 4, (True, True, True, True)),
-        (["5", "5", "6", "6"], 2, (True, True, False, True)),  # a tie: the first group wins
-        (["6", "6", "5", "5"], 2, (True, True, False, False)),
-        (["5", "6", "6", "6"], 1, (True, False, False, False)),
-        (["5", None, None, None], 1, (True, False, False, True)),  # the only answer given
-        (["5", "5", None, None], 2, (True, True, False, True)),
-        (["5.0", "5", None, "6"], 2, (True, True, False, True)),  # equal as numbers
-        ([None, None, None, None], 0, (False, False, False, False)),
-        (["5", "5"], 2, (True, True, True, True)),
-        (["5", "6"], 1, (True, True, False, True)),  # mid on 2 masks: 1 of 2 is half
-        ([], 0, (False, False, False, False)),
+        (["5", "5", "5", "5"], 4, (True, True, True, True, True)),
+        (["5", "5", "6", "6"], 2, (True, True, False, True, False)),  # tie: first group wins
+        (["6", "6", "5", "5"], 2, (True, True, False, False, False)),
+        (["5", "6", "6", "6"], 1, (True, False, False, False, False)),
+        (["5", None, None, None], 1, (True, False, False, True, False)),  # the only answer
+        (["5", "5", None, None], 2, (True, True, False, True, False)),
+        (["5", "5", "5", None], 3, (True, True, False, True, True)),  # 3 of 4: a majority
+        (["5.0", "5", None, "6"], 2, (True, True, False, True, False)),  # equal as numbers
+        ([None, None, None, None], 0, (False, False, False, False, False)),
+        (["5", "5"], 2, (True, True, True, True, True)),
+        (["5", "6"], 1, (True, True, False, True, False)),  # mid on 2 masks: 1 of 2 is half
+        (["5", "5", "6"], 2, (True, True, False, True, True)),  # 2 of 3
+        (["5", None, "6"], 1, (True, False, False, True, False)),
+        ([], 0, (False, False, False, False, False)),
     ],
 )
 def test_agreement_rules(answers, hits, expected):
@@ -186,7 +220,7 @@ def test_agreement_rules(answers, hits, expected):
 # ---------------------------------------------------------------------------------- selection
 
 
-def test_paper_scoring_takes_the_best_consistent_candidate_even_against_the_majority():
+def test_paper_argmax_takes_the_best_consistent_candidate_even_against_the_majority():
     best = cand("0.s0.d0", "6", reward=0.9, confidence=0.9)
     crowd = [cand(f"0.q{i}.d0", "5", reward=0.5, confidence=0.6) for i in range(3)]
     rejected = cand("0.d0", "7", reward=1.0, confidence=1.0)  # best score, but inconsistent
@@ -195,13 +229,36 @@ def test_paper_scoring_takes_the_best_consistent_candidate_even_against_the_majo
     verification = checked(
         check(rejected, False), check(best, True), *(check(c, True) for c in crowd)
     )
-    cfg = RStarConfig.preset("fast", scoring="paper")
+    cfg = RStarConfig.preset("fast", scoring="paper_argmax")
     final = select_final(candidates, verification, cfg)
     assert final["method"] == "discriminator"
     assert final["answer"] == "6"
     assert final["node_id"] == "0.s0.d0"
     assert final["confidence"] == pytest.approx(0.81)
     assert final["trajectory"] == best["steps"]
+    # the `paper` rule sums per answer: three consistent "5"s (3 x 0.30) beat one "6" (0.81)
+    final = select_final(candidates, verification, cfg.replace(scoring="paper"))
+    assert final["answer"] == "5" and final["method"] == "discriminator"
+    assert final["confidence"] == pytest.approx(0.9 / (0.9 + 0.81))
+    assert final["node_id"] == "0.q0.d0"  # equal scores: the first "5"
+
+
+def test_paper_scoring_shrinks_small_sample_confidences():
+    """A 2-of-2 A1 answer step no longer outranks a 28-of-32 A2 vote (it did as confidence²)."""
+    a1 = cand("0.s0", "6", reward=1.0, confidence=1.0, agree=2, samples=2)
+    a2 = cand("0.d0", "5", reward=0.875, confidence=0.875, agree=28, samples=32)
+    candidates = [a1, a2]
+    verification = checked(check(a1, True), check(a2, True))
+    literal = select_final(
+        candidates, verification, RStarConfig.preset("fast", scoring="paper_argmax")
+    )
+    assert literal["answer"] == "6"
+    cfg = RStarConfig.preset("fast", scoring="paper")
+    final = select_final(candidates, verification, cfg)
+    assert final["answer"] == "5"  # 0.875 x 28/34 = 0.72 against 1.0 x 2/4 = 0.5
+    assert final["confidence"] == pytest.approx((0.875 * 28 / 34) / (0.875 * 28 / 34 + 0.5))
+    # with no prior the raw shares come back and the A1 step wins again
+    assert select_final(candidates, verification, cfg.replace(confidence_prior=0))["answer"] == "6"
 
 
 def test_reference_code_scoring_by_hand_differs_from_paper_scoring():
@@ -220,7 +277,8 @@ def test_reference_code_scoring_by_hand_differs_from_paper_scoring():
     assert code["confidence"] == pytest.approx(0.875)
     assert code["node_id"] == "0.q0.d0"  # the best (then first) "5" candidate
     paper = select_final(candidates, verification, RStarConfig.preset("fast", scoring="paper"))
-    assert paper["answer"] == "6" and paper["confidence"] == pytest.approx(1.0)
+    # "6": 1.0 x 1.0;  "5": 3 x 0.5 x 0.5 = 0.75
+    assert paper["answer"] == "6" and paper["confidence"] == pytest.approx(1.0 / 1.75)
 
 
 def test_reference_code_scoring_rewards_the_survival_rate_over_the_raw_count():
@@ -242,7 +300,9 @@ def test_reference_code_scoring_rewards_the_survival_rate_over_the_raw_count():
     assert majority_vote([c["answer"] for c in candidates], "gsm8k").answer == "5"
 
 
-@pytest.mark.parametrize("scoring", ["paper", "reference_code"])
+@pytest.mark.parametrize(
+    "scoring", ["paper", "paper_argmax", "reference_code", "consistent_maj", "generator_maj"]
+)
 def test_no_survivors_falls_back_to_generator_majority(scoring):
     candidates = [
         cand("0.d0", "6", reward=1.0, confidence=1.0),
@@ -251,7 +311,9 @@ def test_no_survivors_falls_back_to_generator_majority(scoring):
     ]
     verification = checked(*(check(c, False) for c in candidates))
     final = select_final(candidates, verification, RStarConfig.preset("fast", scoring=scoring))
-    assert final["method"] == "generator_maj_fallback"
+    assert final["method"] == (
+        "generator_maj" if scoring == "generator_maj" else "generator_maj_fallback"
+    )
     assert final["answer"] == "5"
     assert final["confidence"] == pytest.approx(2 / 3)
     assert final["node_id"] == "0.q1.d0"  # the best-scored trajectory of the majority answer
@@ -329,7 +391,15 @@ async def test_verify_candidates_sends_all_masked_prompts_in_one_generate_call(
         rng = random.Random(f"{cfg.discriminator_seed}|{c['node_id']}")
         ratios = mask_ratios("paper", 3, cfg.mask_left, cfg.mask_right, rng)
         expected_prompts += [
-            p for p, _ in masked_prompts(QUESTION, c["steps"], PACK, mode="paper", ratios=ratios)
+            p
+            for p, _ in masked_prompts(
+                QUESTION,
+                c["steps"],
+                PACK,
+                mode="paper",
+                ratios=ratios,
+                limit=answer_limit(c["steps"], c["answer"], "gsm8k"),
+            )
         ]
     assert len(calls) == 1
     prompts, kwargs = calls[0]
@@ -346,7 +416,7 @@ async def test_verify_candidates_sends_all_masked_prompts_in_one_generate_call(
         assert rec.n == 1
         assert rec.body["temperature"] == 0.55
         assert rec.max_tokens == 77
-        assert rec.stop == STOP_SOLUTION
+        assert rec.stop == list(PACK.stops["solve"])
     assert verification["usage"]["requests"] == len(posts)
     # the scripted discriminator (n=1: always the right answer) backs 5 and never 6
     by_id = {ch["node_id"]: ch for ch in verification["checks"]}
@@ -383,8 +453,9 @@ async def test_a_mostly_right_discriminator_rejects_the_wrong_candidate():
     assert not wrong["consistent"]
 
 
-async def test_answers_inside_the_visible_prefix_do_not_count():
-    """The prefix may state the answer (reference_code masks); only new words may agree."""
+async def test_the_prefix_never_shows_the_answer_and_no_answer_never_agrees():
+    """A trajectory that states its answer first is masked down to nothing (the limit), and a
+    discriminator that writes no answer of its own backs no candidate."""
     with ScriptedServer(lambda prompt, params: " and so on.\n") as server:
         llm = OpenAICompatibleLLM(server.base_url, "disc", max_retries=0)
         cfg = RStarConfig.preset("reference_code", agreement="loose")
@@ -399,7 +470,8 @@ async def test_answers_inside_the_visible_prefix_do_not_count():
         verification = await verify_candidates(
             QUESTION, [early, other], llm=llm, pack=PACK, config=cfg
         )
-        assert "The answer is 5" in server.posts[0].prompts[3]  # visible in the prefix
+        for prompt in server.posts[0].prompts:
+            assert "The answer is 5" not in prompt.split(QUESTION)[-1]
     first = verification["checks"][0]
     assert first["answers"] == [None] * 4 and not first["consistent"]
 
@@ -451,9 +523,10 @@ async def test_paper_scoring_counts_duplicates_of_a_consistent_trajectory(script
     for ch in verification["checks"]:
         ch["consistent"] = True
     final = select_final(candidates, verification, cfg)
-    # "high" has the same trajectory as the consistent "low" and the best score (1.0 > 0.36)
+    # "high" has the same trajectory as the consistent "low": "5" scores 0.09 + 1.0 > 0.36
     assert final["answer"] == "5"
-    assert final["confidence"] == pytest.approx(1.0)
+    assert final["confidence"] == pytest.approx(1.09 / 1.45)
+    assert final["node_id"] == "0.s0.d0"
 
 
 # --------------------------------------------------------------------- no labels anywhere

@@ -11,7 +11,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from langgraph_rstar import OpenAICompatibleLLM, RStarConfig, asolve, create_rstar_graph
-from langgraph_rstar.actions import STOP_ONE_STEP, STOP_SOLUTION, STOP_SUBQUESTION
+from langgraph_rstar.prompts import load_prompts
 from langgraph_rstar.search import ACTIONS, allowed_actions
 from tests.conftest import QUESTIONS, rstar_responder
 from tests.scripted_server import ScriptedServer
@@ -64,11 +64,12 @@ async def test_full_run_builds_a_grammatical_tree_and_sends_the_right_requests(
     by_stop = collections.defaultdict(list)
     for rec in posts:
         by_stop[tuple(rec.stop or ())].append(rec)
-    a1 = by_stop[tuple(STOP_ONE_STEP)]
+    stops = load_prompts(task="gsm8k").stops
+    a1 = by_stop[stops["one_step"]]
     assert a1 and all(r.n == tiny_config.num_a1_steps for r in a1)
-    a3 = by_stop[tuple(STOP_SUBQUESTION)]
+    a3 = by_stop[stops["subquestion"]]
     assert a3 and all(r.n == tiny_config.num_subquestions for r in a3)
-    solutions = by_stop[tuple(STOP_SOLUTION)]
+    solutions = by_stop[stops["continue"]] + by_stop[stops["solve"]]
     # A2 samples num_last_votes; the discriminator sends n=1 prompts; A4 num_votes/num_last_votes
     assert any(r.n == tiny_config.num_last_votes for r in solutions)
     for rec in posts:
@@ -187,7 +188,7 @@ async def test_text_a_model_writes_after_its_answer_is_not_kept():
         a1 = await one_step(ctx, llm, pack, cfg)
     [a2_child] = [n for n in a2["nodes"].values() if n.get("kind") == "direct_answer"]
     assert a2_child["answer"] == "5" and a2_child["value"] == 1.0
-    assert a2_child["text"] == "Step 1: The answer is 5."
+    assert a2_child["text"] == "The answer is 5." and a2_child["steps"] == ["The answer is 5."]
     [a1_child] = [n for n in a1["nodes"].values() if n.get("kind") == "one_step"]
     assert a1_child["text"] == "The answer is 5." and a1_child["answer"] == "5"
 
@@ -196,5 +197,5 @@ async def test_text_a_model_writes_after_its_answer_is_not_kept():
         llm = OpenAICompatibleLLM(server.base_url, "m", max_retries=0)
         a2 = await remaining_steps(ctx, llm, pack, cfg)
     [a2_child] = [n for n in a2["nodes"].values() if n.get("kind") == "direct_answer"]
-    assert a2_child["text"] == "Step 1: 2.5 + 2.5 = 5. The answer is 5.0."
+    assert a2_child["steps"] == ["2.5 + 2.5 = 5. The answer is 5.0."]
     assert a2_child["answer"] == "5"

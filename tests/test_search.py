@@ -15,7 +15,6 @@ from langgraph_rstar.search import (
     collect_candidates,
     generator_vote,
     is_expanded,
-    is_final_subquestion,
     make_root,
     merge_nodes,
     new_node,
@@ -225,13 +224,21 @@ def test_backprop_adds_terminal_reward_along_path():
 
 
 def test_depth_limit_ends_rollouts_with_zero_reward():
-    settings = SearchSettings(num_rollouts=6, max_depth=1, seed=2, enable_a5=False)
+    """A rollout cut off by the depth limit scores 0, even on a node that holds an intermediate
+    sub-answer with a confident vote; only a finished solution (terminal) earns its value."""
+    settings = SearchSettings(num_rollouts=8, max_depth=1, seed=2, enable_a5=False)
     nodes, rollouts, order, _ = run_controller(settings)
     assert order == ["0"]  # nothing below depth 1 is ever expanded
-    for run in rollouts.values():
-        end = nodes[run["path"][-1]]
-        if end.get("answer") is None:
-            assert run["reward"] == 0.0
+    ends = {run["path"][-1]: run["reward"] for run in rollouts.values()}
+    assert "0.q0" in ends  # the intermediate sub-question (answer "1", value 0.6) was reached
+    assert nodes["0.q0"]["answer"] == "1" and nodes["0.q0"]["value"] == 0.6
+    assert ends["0.q0"] == 0.0 and nodes["0.q0"]["Q"] == 0.0
+    for node_id, reward in ends.items():
+        node = nodes[node_id]
+        assert reward == (node["value"] if node["terminal"] else 0.0), node_id
+    assert any(reward > 0 for reward in ends.values())  # terminal ones were rewarded
+    # ... and none of the cut-off nodes is a candidate answer
+    assert "0.q0" not in {c["node_id"] for c in collect_candidates(nodes)}
 
 
 def test_grammar():
@@ -357,10 +364,14 @@ def test_path_context_and_trajectory():
 
 
 def test_final_subquestion_detection():
+    from langgraph_rstar.prompts import load_prompts
+
     q = "Tom has 3 apples and buys 2 more. How many apples does Tom have now?"
-    assert is_final_subquestion("Now we can answer the question: how many apples?", q)
-    assert is_final_subquestion("So, how many apples does Tom have now?", q)
-    assert not is_final_subquestion("How many apples did Tom buy?", q)
+    for style in ("compact", "reference"):
+        pack = load_prompts(task="gsm8k", style=style)
+        assert pack.is_final_subquestion("Now we can answer the question: how many apples?", q)
+        assert pack.is_final_subquestion("So, how many apples does Tom have now?", q)
+        assert not pack.is_final_subquestion("How many apples did Tom buy?", q)
 
 
 def test_generator_vote_and_rollout_truncation():

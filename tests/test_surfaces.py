@@ -239,7 +239,7 @@ def check_event_sequence(events, num_rollouts: int, answer: str) -> None:
     assert verified and types.index("rstar.candidate_verified") > max(
         i for i, t in enumerate(types) if t == "rstar.rollout_finished"
     )
-    assert all(e["masks"] == 2 and 0 <= e["agreements"] <= 2 for e in verified)
+    assert all(e["masks"] == 3 and 0 <= e["agreements"] <= 3 for e in verified)
 
 
 def event_multiset(events) -> collections.Counter:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from langgraph_rstar import OpenAICompatibleLLM, RStarConfig, asolve
-from langgraph_rstar.actions import ACTION_FUNCTIONS, STOP_ONE_STEP
+from langgraph_rstar.actions import ACTION_FUNCTIONS
 from langgraph_rstar.answers import extract_answer
 from langgraph_rstar.local import LocalServer
 from langgraph_rstar.prompts import load_prompts
@@ -111,13 +111,14 @@ async def test_full_run_with_discriminator_completes(backend):
 async def test_backend_n_stop_chat_and_n_fallback(local_server):
     llm = OpenAICompatibleLLM(local_server.base_url, "local", dialect="llamacpp", timeout=300)
     pack = load_prompts(task="gsm8k")
-    prompts = [pack.steps_prompt("What is 2 + 3?", []), pack.steps_prompt("What is 4 * 5?", [])]
-    gen = await llm.generate(prompts, n=3, max_tokens=24, stop=STOP_ONE_STEP)
+    prompts = [pack.step_prompt("What is 2 + 3?", []), pack.step_prompt("What is 4 * 5?", [])]
+    stop = list(pack.stops["one_step"])
+    gen = await llm.generate(prompts, n=3, max_tokens=24, stop=stop)
     assert [len(c) for c in gen.choices] == [3, 3]
     assert all("\n" not in c.text for cs in gen.choices for c in cs)
     assert gen.usage.completion_tokens >= 6
     # more samples than the server has slots (8): the backend learns the cap and splits
-    big = await llm.generate(prompts[:1], n=10, max_tokens=8, stop=STOP_ONE_STEP)
+    big = await llm.generate(prompts[:1], n=10, max_tokens=8, stop=stop)
     assert len(big.choices[0]) == 10
     chat = OpenAICompatibleLLM(local_server.base_url, "local", api="chat", dialect="llamacpp")
     out = await chat.generate(["Reply with the single word: yes"], n=2, max_tokens=8)
