@@ -68,9 +68,9 @@ class RStarConfig:
     mask_left: float = 0.2
     mask_right: float = 0.8
     agreement: Literal["loose", "mid", "majority", "strict", "plurality"] = "majority"
-    # The selection rule (langgraph_rstar.selection.RULES): paper | paper_argmax |
+    # The selection rule (langgraph_rstar.selection.RULES): mutual | paper | paper_argmax |
     # reference_code | consistent_maj | generator_maj.
-    scoring: str = "paper"
+    scoring: str = "mutual"
     confidence_prior: float = 2.0  # pseudo-samples shrinking small-sample vote shares
     skip_threshold: float = 0.999  # skip the discriminator when this share of candidates agree
     discriminator_temperature: float = 1.0
@@ -165,7 +165,7 @@ class RStarConfig:
                 mask_left=0.2,
                 mask_right=0.8,
                 agreement="majority",
-                scoring="paper",
+                scoring="mutual",
                 discriminator_max_tokens=512,
             )
         elif name == "reference_code":
@@ -212,7 +212,7 @@ class RStarConfig:
                 mask_left=0.2,
                 mask_right=0.8,
                 agreement="majority",
-                scoring="paper",
+                scoring="mutual",
                 discriminator_max_tokens=192,
             )
         return cls(**{**common, **values, **overrides})

@@ -241,3 +241,32 @@ def select_final(
         prior=config.confidence_prior,
         skipped_reason=verification["reason"] if verification["skipped"] else None,
     )
+
+
+def rescore(
+    candidates: Sequence[Candidate],
+    verification: Verification,
+    *,
+    task: str,
+    prior: float = 2.0,
+    rules: Sequence[str] | None = None,
+    agreements: Sequence[str | None] = (None,),
+) -> dict[str, Final]:
+    """The final answer under every selection rule (and agreement rule), without model calls.
+
+    Keys are ``rule`` for the agreement the run used and ``rule@agreement`` for others, e.g.
+    ``{"paper": ..., "reference_code": ..., "paper@loose": ...}``. This is what ``rstar report
+    --rescore`` and the statistical-world benchmark print from stored runs.
+    """
+    from langgraph_rstar.selection import RULES
+
+    out: dict[str, Final] = {}
+    reason = verification["reason"] if verification["skipped"] else None
+    for agreement in agreements:
+        verdicts = verdicts_of(candidates, verification, agreement=agreement, task=task)
+        for rule in rules or list(RULES):
+            key = rule if agreement is None else f"{rule}@{agreement}"
+            out[key] = select(
+                candidates, verdicts, rule=rule, task=task, prior=prior, skipped_reason=reason
+            )
+    return out

@@ -498,6 +498,7 @@ class Candidate(TypedDict):
     path_values: list[float]  # Q/N of each node below the root on the path (value if unvisited)
     reward: float  # the trajectory's reward: mean of path_values
     visits: int
+    copies: int  # nodes of the tree with this same trajectory and answer (counted once)
 
 
 def is_solution(node: TreeNode) -> bool:
@@ -515,11 +516,22 @@ def node_value(node: TreeNode) -> float:
 
 
 def collect_candidates(nodes: Mapping[str, TreeNode]) -> list[Candidate]:
-    """Every node of the final tree that states a final answer, once each, in id order."""
+    """The distinct trajectories of the final tree that state a final answer, in id order.
+
+    Nodes with the same steps and answer (identical A1 samples kept apart, for instance) are one
+    candidate whose ``copies`` says how many there were: a copy is no new evidence, so votes and
+    selection count each trajectory once.
+    """
     out: list[Candidate] = []
+    seen: dict[tuple[str, str], Candidate] = {}
     for node_id in sorted(nodes, key=_id_key):
         node = nodes[node_id]
         if not is_solution(node):
+            continue
+        steps = trajectory(nodes, node_id)
+        key = ("\n".join(steps), node["answer"] or "")
+        if key in seen:
+            seen[key]["copies"] += 1
             continue
         values = [node_value(n) for n in path_to(nodes, node_id)[1:]]
         out.append(
@@ -528,15 +540,17 @@ def collect_candidates(nodes: Mapping[str, TreeNode]) -> list[Candidate]:
                 rollout=node.get("rollout", 0),
                 kind=node["kind"],
                 answer=node["answer"] or "",
-                steps=trajectory(nodes, node_id),
+                steps=steps,
                 confidence=float(node.get("value") or 0.0),
                 agree=int(node.get("agree", 0)),
                 samples=int(node.get("samples", 0)),
                 path_values=values,
                 reward=sum(values) / len(values) if values else 0.0,
                 visits=node.get("N", 0),
+                copies=1,
             )
         )
+        seen[key] = out[-1]
     return out
 
 

@@ -7,14 +7,21 @@ and never of a gold label. Because they are pure, one stored run can be re-score
 
 The rules (``RStarConfig.scoring``):
 
-* ``paper`` (default): among the mutually consistent candidates, each answer scores the sum of its
-  trajectories' ``reward x confidence``, where reward is the mean Q/N along the trajectory's path
-  and confidence is the terminal node's vote share shrunk towards 0 by ``confidence_prior``
-  pseudo-samples (``agree / (samples + prior)``), so a 2-of-2 A1 step no longer outranks a
-  28-of-32 A2 vote. The highest-scoring answer wins.
-* ``paper_argmax``: the paper's rule read literally — the single consistent trajectory with the
-  highest reward x raw confidence. Kept for comparison; it is noisy (see the README's table).
-* ``reference_code``: the released code's rule — per answer, share of survivors + survival rate.
+* ``mutual`` (default of ``fast`` and ``paper``): per answer, the number of candidates that reach
+  it times the discriminator's agreement rate for it, ``(hits + 1) / (masks + 2)`` over its
+  distinct trajectories. Two independent estimates of how likely the answer is — the generator's
+  and the discriminator's on leak-free prefixes — multiplied. No confidence or reward enters:
+  in the statistical world a search's confidences are inflated by *commitment* (once a step
+  computes a result every continuation copies it, so a single sample looks like 32 of 32) and
+  every rule that weights by them loses to plain counting (README, "Choosing the answer").
+* ``paper``: the paper's "reward x confidence", made sound: among the mutually consistent
+  candidates each answer scores the sum of its trajectories' mean Q/N along the path times the
+  terminal vote share shrunk by ``confidence_prior`` pseudo-samples (``agree / (samples +
+  prior)``), so a 2-of-2 A1 step no longer outranks a 28-of-32 A2 vote.
+* ``paper_argmax``: the paper's rule read literally: the single consistent trajectory with the
+  highest reward x raw confidence.
+* ``reference_code`` (default of ``reference_code``): the released code's rule, per answer the
+  share of survivors + the survival rate.
 * ``consistent_maj``: majority vote among the consistent candidates.
 * ``generator_maj``: majority vote over all candidates (rStar generator@maj, no discriminator).
 
@@ -113,6 +120,32 @@ def _reference_code(survivors, checked, task, prior) -> Final:
     return _final(members[0]["answer"], score / 2, best, "discriminator")
 
 
+def _mutual(candidates, verdicts, task, prior) -> Final:
+    """Per answer: how many candidates reach it x how often the discriminator reproduces it.
+
+    Both factors estimate how likely the answer is, from two independent sources: the
+    generator's candidates and the discriminator's completions of leak-free prefixes (Laplace
+    smoothed: (hits + 1) / (masks + 2), summed over the answer's distinct trajectories).
+    """
+    scored = []
+    for order, members in enumerate(_per_answer(candidates, task)):
+        seen: set[str] = set()
+        hits = masks = 0
+        for c in members:
+            key = trajectory_key(c)
+            v = verdicts.get(key)
+            if v is not None and key not in seen:
+                seen.add(key)
+                hits, masks = hits + v["agreements"], masks + v["masks"]
+        scored.append((len(members) * (hits + 1) / (masks + 2), -order, members, hits))
+    if not any(h for *_, h in scored):  # the discriminator backed nothing: generator@maj
+        return generator_majority(candidates, task, prior, "generator_maj_fallback")
+    total = sum(s for s, *_ in scored) or 1.0
+    score, _, members, _ = max(scored, key=lambda t: (t[0], t[1]))
+    best = _best_trajectory(members, members[0]["answer"], task, prior)
+    return _final(members[0]["answer"], score / total, best, "discriminator")
+
+
 def _consistent_maj(survivors, checked, task, prior) -> Final:
     vote = majority_vote([c["answer"] for c in survivors], task)
     best = _best_trajectory(survivors, vote.answer, task, prior)
@@ -121,6 +154,7 @@ def _consistent_maj(survivors, checked, task, prior) -> Final:
 
 Rule = Callable[[Sequence[Candidate], Sequence[Candidate], str, float], Final]
 RULES: dict[str, Rule | None] = {
+    "mutual": None,  # all candidates x agreement rates (handled in select)
     "paper": _paper,
     "paper_argmax": _paper_argmax,
     "reference_code": _reference_code,
@@ -154,9 +188,11 @@ def select(
         raise ValueError(f"unknown selection rule {rule!r}; known: {', '.join(RULES)}")
     if not candidates:
         return _final(None, 0.0, None, "none")
-    if verdicts is None or RULES[rule] is None:
+    if verdicts is None or rule == "generator_maj":
         method = "unanimous" if skipped_reason == "unanimous" else "generator_maj"
         return generator_majority(candidates, task, prior, method)
+    if rule == "mutual":
+        return _mutual(candidates, verdicts, task, prior)
     checked = [c for c in candidates if trajectory_key(c) in verdicts]
     survivors = [c for c in checked if verdicts[trajectory_key(c)]["consistent"]]
     if not survivors:

@@ -175,3 +175,90 @@ class StatisticalWorld:
 def cannot_solve_responder(prompt: str, params: Mapping[str, Any]) -> str:
     """A server that never solves anything (and never writes a number)."""
     return " I cannot solve this."
+
+
+# ------------------------------------------------------------------------ running the world
+
+
+@dataclass
+class QuestionRun:
+    """One question of a world run: what rStar produced and what every method answered."""
+
+    item: int
+    right: str
+    answers: dict[str, str | None]  # method -> answer
+    candidates: int
+    generated_tokens: int  # rStar, target + discriminator
+    sc_tokens_k: int  # SC samples that cost as many tokens as rStar did
+
+
+async def _sample_votes(
+    llm: Any, pack: Any, question: str, k: int, task: str
+) -> tuple[str | None, int]:
+    """Self-consistency: ``k`` samples of the solve prompt, majority vote; (answer, tokens)."""
+    from langgraph_rstar.answers import majority_vote
+
+    if k <= 0:
+        return None, 0
+    gen = await llm.generate(
+        [pack.solve_prompt(question)], n=k, max_tokens=256, stop=list(pack.stops["solve"])
+    )
+    vote = majority_vote([pack.answer(c.text, task) for c in gen.choices[0]], task)
+    return vote.answer, gen.usage.completion_tokens
+
+
+async def run_world(
+    world: StatisticalWorld,
+    base_url: str,
+    config: Any,
+    items: list[int],
+    *,
+    concurrency: int = 4,
+    agreements: tuple[str, ...] = (),
+) -> list[QuestionRun]:
+    """Run rStar (``config``) and the baselines on ``items``; every selection rule is re-scored
+    from the same search. Baselines: CoT (one sample), SC@k with k = rStar's number of
+    candidates, and SC at rStar's generated tokens (k = rStar's tokens / tokens per SC sample,
+    measured on the SC@k request of the same question)."""
+    import asyncio
+
+    from langgraph_rstar import OpenAICompatibleLLM, asolve
+    from langgraph_rstar.discriminator import rescore
+
+    llm = OpenAICompatibleLLM(base_url, "world", max_retries=0, max_in_flight=64)
+    pack = config.prompt_pack()
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(item: int) -> QuestionRun:
+        async with gate:
+            question = world_question(item)
+            result = await asolve(question, target=llm, config=config)
+            rules = rescore(
+                result.candidates,
+                result.verification,
+                task=config.task,
+                prior=config.confidence_prior,
+                agreements=(None, *agreements),
+            )
+            tokens = sum(u.get("completion_tokens", 0) for u in result.usage.values())
+            k = max(1, len(result.candidates))
+            answers: dict[str, str | None] = {rule: f["answer"] for rule, f in rules.items()}
+            answers["pipeline"] = result.answer
+            answers["cot"], _ = await _sample_votes(llm, pack, question, 1, config.task)
+            answers["sc@candidates"], sc_tokens = await _sample_votes(
+                llm, pack, question, k, config.task
+            )
+            k_tokens = max(1, round(tokens * k / max(1, sc_tokens)))
+            answers["sc@tokens"], _ = await _sample_votes(
+                llm, pack, question, k_tokens, config.task
+            )
+            return QuestionRun(item, world.right_answer(item), answers, k, tokens, k_tokens)
+
+    return list(await asyncio.gather(*(one(i) for i in items)))
+
+
+def accuracy(runs: list[QuestionRun], method: str) -> float:
+    from langgraph_rstar.answers import answers_equal
+
+    hits = sum(1 for r in runs if answers_equal(r.answers.get(method), r.right, "gsm8k"))
+    return hits / len(runs) if runs else 0.0

@@ -70,6 +70,7 @@ def cand(
         path_values=[reward],
         reward=reward,
         visits=1,
+        copies=1,
     )
 
 
