@@ -45,8 +45,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from rich.console import Console
     from rich.table import Table
 
-    from langgraph_rstar.cli import Endpoints
     from langgraph_rstar.config import RStarConfig
+    from langgraph_rstar.endpoints import Endpoints
 
 __all__ = [
     "DATASETS",
@@ -628,7 +628,7 @@ def _now() -> str:
 
 
 def _eval_config(args: argparse.Namespace) -> RStarConfig:
-    from langgraph_rstar.cli import config_from_args
+    from langgraph_rstar.endpoints import config_from_args
 
     if args.task is not None and args.task != args.dataset:
         raise EvalError(
@@ -783,7 +783,7 @@ async def run_eval(
     """
     from rich.console import Console
 
-    from langgraph_rstar.cli import open_endpoints
+    from langgraph_rstar.endpoints import open_endpoints
 
     err = console or Console(stderr=True, soft_wrap=True)
     if args.limit is not None and args.limit < 1:
@@ -1211,7 +1211,7 @@ def _report_command(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``rstar eval`` and ``rstar report`` to the ``rstar`` command."""
-    from langgraph_rstar.cli import add_endpoint_args
+    from langgraph_rstar.endpoints import add_endpoint_args
 
     p = subparsers.add_parser(
         "eval",
