@@ -21,23 +21,25 @@ import os
 import random
 import re
 import weakref
-from collections.abc import Awaitable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-__all__ = [
-    "BackendError",
-    "Completion",
-    "Generation",
-    "LLMBackend",
-    "OpenAICompatibleLLM",
-    "Usage",
-    "apply_stop",
-]
+from langgraph_rstar.backends.base import (
+    BackendError,
+    Completion,
+    Generation,
+    Usage,
+    _gather_or_cancel,
+    _split,
+    apply_stop,
+)
+
+__all__ = ["Api", "Dialect", "OpenAICompatibleLLM"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,124 +50,10 @@ _DIALECTS = ("vllm", "llamacpp", "tgi", "openai")
 # TGI's router defaults to --max-stop-sequences 4; the OpenAI API accepts at most 4 stop strings.
 _DEFAULT_MAX_STOP: dict[str, int | None] = {"vllm": None, "llamacpp": None, "tgi": 4, "openai": 4}
 
-_T = TypeVar("_T")
-
-
-# --------------------------------------------------------------------------------------------
-# Public data types
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Completion:
-    """One sampled continuation.
-
-    Attributes:
-        text: Generated text, cut at the earliest stop string (applied client-side).
-        finish_reason: ``"stop"`` (stop string or end of generation), ``"length"`` or ``None``.
-        tokens: Generated tokens of this choice (best effort, see
-            :class:`OpenAICompatibleLLM` for how each dialect is counted).
-    """
-
-    text: str
-    finish_reason: str | None
-    tokens: int
-
-
-@dataclass
-class Usage:
-    """Request and token counters.
-
-    Attributes:
-        requests: HTTP requests that got a response (retried and rejected ones included).
-        prompt_tokens: Prompt tokens processed by the server.
-        completion_tokens: Generated tokens, summed over every choice.
-    """
-
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    def add(self, other: Usage) -> None:
-        """Add ``other``'s counters to this one in place."""
-        self.requests += other.requests
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-
-    def as_dict(self) -> dict[str, int]:
-        """The counters as a plain dict (JSON friendly)."""
-        return asdict(self)
-
-
-@dataclass
-class Generation:
-    """Result of one :meth:`LLMBackend.generate` call.
-
-    Attributes:
-        choices: One list per prompt, in prompt order, each with exactly ``n`` completions.
-        usage: Usage of this call only.
-    """
-
-    choices: list[list[Completion]]
-    usage: Usage = field(default_factory=Usage)
-
-
-class BackendError(RuntimeError):
-    """The endpoint is unreachable, rejected a request, or sent a reply we cannot use."""
-
-
-@runtime_checkable
-class LLMBackend(Protocol):
-    """What the search needs from a language model: ``n`` samples for each of many prompts."""
-
-    name: str
-    usage: Usage  # running total over the backend's life
-
-    async def generate(
-        self,
-        prompts: Sequence[str],
-        *,
-        n: int = 1,
-        max_tokens: int = 256,
-        stop: Sequence[str] = (),
-        temperature: float = 0.8,
-        top_p: float = 0.95,
-        top_k: int | None = 40,
-        repetition_penalty: float | None = 1.1,
-        seed: int | None = None,
-    ) -> Generation:
-        """Sample ``n`` completions for every prompt (raw text, no chat template)."""
-        ...
-
 
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """Cut ``text`` at the earliest occurrence of any stop string.
-
-    Returns:
-        The (possibly) shortened text and whether a stop string was found.
-    """
-    cut = -1
-    for s in stop:
-        if s:
-            i = text.find(s)
-            if i >= 0 and (cut < 0 or i < cut):
-                cut = i
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-def _split(k: int, cap: int | None) -> list[int]:
-    """Split ``k`` samples into request sizes of at most ``cap``."""
-    if cap is None or k <= cap:
-        return [k]
-    sizes = [cap] * (k // cap)
-    if k % cap:
-        sizes.append(k % cap)
-    return sizes
 
 
 _N_FIELD_RE = re.compile(r"""['"`]n['"`]|\bn\s*(?:must|should|cannot|can't|is|=|<|>)""")
@@ -211,18 +99,6 @@ def _is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code == 429 or exc.status_code >= 500
     return False
-
-
-async def _gather_or_cancel(aws: Sequence[Awaitable[_T]]) -> list[_T]:
-    """Like ``asyncio.gather`` but cancels the siblings when one fails (no orphan requests)."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 class _NLimitError(Exception):

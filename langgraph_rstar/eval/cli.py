@@ -1,0 +1,84 @@
+"""The ``rstar eval`` and ``rstar report`` subcommands (wired into :mod:`langgraph_rstar.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from langgraph_rstar.eval.data import DATASETS
+from langgraph_rstar.eval.methods import METHODS
+from langgraph_rstar.eval.reporting import report
+from langgraph_rstar.eval.runner import run_eval
+
+__all__ = ["register_cli"]
+
+
+def _eval_command(args: argparse.Namespace) -> int:
+    return asyncio.run(run_eval(args))
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    report(args.run_dirs, args.plots_dir, as_json=args.json)
+    return 0
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``rstar eval`` and ``rstar report`` to the ``rstar`` command."""
+    from langgraph_rstar.endpoints import add_endpoint_args
+
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate a method on a dataset (resumable)",
+        description="Run cot, sc, rstar-generator or rstar over a JSONL dataset. Results are "
+        "appended to RUN_DIR/results.jsonl as each question finishes; rerun the same command to "
+        "resume (finished ids are skipped, failed ones retried).",
+    )
+    p.add_argument(
+        "--dataset",
+        required=True,
+        choices=DATASETS,
+        help="dataset name (sets the task: answer type and prompt pack)",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="FILE.jsonl",
+        help="JSONL with id, question, answer per line",
+    )
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        metavar="Q",
+        help="questions solved at the same time (default 4)",
+    )
+    p.add_argument(
+        "--sc-k",
+        type=int,
+        default=8,
+        metavar="K",
+        help="samples per question for --method sc (default 8)",
+    )
+    p.add_argument(
+        "--max-consecutive-errors",
+        type=int,
+        default=5,
+        metavar="N",
+        help="stop after N failed questions in a row (0: never; default 5)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_endpoint_args(p)
+    p.set_defaults(func=_eval_command, task=None)  # task=None: taken from --dataset
+
+    r = subparsers.add_parser("report", help="summarise eval runs: table and plots")
+    r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    r.add_argument(
+        "--plots-dir",
+        metavar="DIR",
+        help="where the PNGs go (default: the run dir, or the runs' common parent)",
+    )
+    r.add_argument("--json", action="store_true", help="print the summaries as JSON")
+    r.set_defaults(func=_report_command)

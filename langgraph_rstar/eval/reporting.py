@@ -1,0 +1,162 @@
+"""``rstar report``: load run directories, print the summary table, write the plots."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from langgraph_rstar.eval.errors import EvalError
+from langgraph_rstar.eval.plots import write_plots
+from langgraph_rstar.eval.records import load_records, load_settings
+from langgraph_rstar.eval.scoring import summarize
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from rich.console import Console
+    from rich.table import Table
+
+__all__ = ["RunReport", "load_run", "render_table", "report"]
+
+
+@dataclasses.dataclass
+class RunReport:
+    """One run directory, loaded for reporting.
+
+    Attributes:
+        path: The run directory.
+        settings: Its ``settings.json`` (possibly empty).
+        records: Its records (see :func:`load_records`).
+        summary: :func:`summarize` of the records.
+        label: Short name for tables and plot legends.
+    """
+
+    path: Path
+    settings: dict[str, Any]
+    records: list[dict[str, Any]]
+    summary: dict[str, Any]
+    label: str = ""
+
+    @property
+    def method(self) -> str:
+        return str(self.settings.get("method") or self.summary["method"])
+
+    @property
+    def task(self) -> str:
+        return str(self.settings.get("dataset") or self.summary["dataset"])
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> RunReport:
+    """Load a run directory (records, settings and summary).
+
+    Raises:
+        EvalError: The directory or its results are missing.
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise EvalError(f"run directory {str(path)!r} not found")
+    records = load_records(path)
+    run = RunReport(path, load_settings(path), records, summarize(records))
+    run.label = run.method
+    return run
+
+
+def _label_runs(runs: Sequence[RunReport]) -> None:
+    """Method names as labels; add the dataset or directory only where needed to tell apart."""
+    datasets = {r.task for r in runs}
+    for run in runs:
+        run.label = run.method + (f" · {run.task}" if len(datasets) > 1 else "")
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.label] = counts.get(run.label, 0) + 1
+    for run in runs:
+        if counts[run.label] > 1:
+            run.label += f" ({run.path.name})"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def render_table(runs: Sequence[RunReport]) -> Table:
+    """A rich table with one row per run."""
+    from rich.table import Table
+
+    table = Table(title="rStar evaluation")
+    for name, justify in (
+        ("run", "left"),
+        ("method", "left"),
+        ("dataset", "left"),
+        ("n", "right"),
+        ("acc %", "right"),
+        ("95% CI", "right"),
+        ("gen@maj %", "right"),
+        ("errors", "right"),
+        ("req/q", "right"),
+        ("gen tok/q", "right"),
+        ("wall s/q", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for run in runs:
+        s = run.summary
+        table.add_row(
+            run.path.name,
+            run.method,
+            run.task,
+            str(s["n"]),
+            _pct(s["accuracy"]),
+            f"{_pct(s['ci_low'])}-{_pct(s['ci_high'])}",
+            _pct(s["generator_maj_accuracy"]),
+            str(s["errors"]),
+            f"{s['requests_per_question']:.1f}",
+            f"{s['generated_tokens_per_question']:.0f}",
+            f"{s['wall_seconds_per_question']:.1f}",
+        )
+    return table
+
+
+def report(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    plots_dir: str | os.PathLike[str] | None = None,
+    *,
+    console: Console | None = None,
+    as_json: bool = False,
+) -> list[RunReport]:
+    """Print the table for some runs and write the plots.
+
+    Args:
+        run_dirs: Run directories.
+        plots_dir: Where the PNGs go; default: the run directory if there is one, else the
+            runs' common parent directory.
+        console: Where the table goes (default: stdout).
+        as_json: Print the summaries as JSON instead of a table.
+
+    Returns:
+        The loaded runs.
+    """
+    from rich.console import Console
+
+    if not run_dirs:
+        raise EvalError("give at least one run directory")
+    runs = [load_run(d) for d in run_dirs]
+    _label_runs(runs)
+    out = console or Console()
+    if not out.is_terminal:
+        out.width = max(out.width, 140)  # pipes and logs: do not squeeze the table to 80 columns
+    if as_json:
+        print(json.dumps([{"run": str(r.path), **r.summary} for r in runs], indent=2))
+    else:
+        out.print(render_table(runs))
+    if plots_dir is None:
+        plots_dir = (
+            runs[0].path
+            if len(runs) == 1
+            else Path(os.path.commonpath([str(r.path.resolve()) for r in runs]))
+        )
+    paths = write_plots(runs, plots_dir)
+    if not as_json:
+        for path in paths.values():
+            out.print(f"plot: {path}")
+    return runs
