@@ -92,7 +92,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=",".join(METHODS),
         help=f"comma-separated subset of {','.join(METHODS)}",
     )
-    ap.add_argument("--sc-k", type=int, default=8, help="self-consistency samples (default 8)")
+    ap.add_argument(
+        "--sc-k",
+        default="auto",
+        help="self-consistency samples, or 'auto' (default): as many as cost rStar's generated "
+        "tokens per question, measured on this run's cot and rstar (so sc runs after them)",
+    )
     ap.add_argument("--preset", default="fast", help="rStar preset (default fast)")
     ap.add_argument("--rollouts", type=int, help="override num_rollouts")
     ap.add_argument(
@@ -135,7 +140,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         ap.error(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
     if args.limit < 1:
         ap.error("--limit must be >= 1")
+    if args.sc_k != "auto":
+        try:
+            args.sc_k = int(args.sc_k)
+        except ValueError:
+            ap.error("--sc-k must be an integer or 'auto'")
+    elif "sc" in args.methods:  # sc needs cot's and rStar's token counts first
+        need = [m for m in ("cot", "rstar") if m not in args.methods]
+        if need:
+            ap.error(f"--sc-k auto needs the method(s) {need} in --methods")
+        args.methods = [m for m in args.methods if m != "sc"] + ["sc"]
     return args
+
+
+def auto_sc_k(run_dir: Path) -> int:
+    """SC samples whose tokens match rStar's: rStar's generated tokens per question (target and
+    discriminator) divided by one greedy CoT's tokens per question, both from this run."""
+    rstar = load_run(run_dir / "rstar").summary["generated_tokens_per_question"]
+    cot = load_run(run_dir / "cot").summary["generated_tokens_per_question"]
+    return max(1, round(rstar / max(cot, 1.0)))
 
 
 def model_slug(model: str) -> str:
@@ -177,7 +200,7 @@ def eval_argv(args: argparse.Namespace, method: str, out: Path, base_url: str) -
         "--concurrency",
         str(args.concurrency),
         "--sc-k",
-        str(args.sc_k),
+        str(args.sc_k_value),
         "--preset",
         args.preset,
         "--base-url",
@@ -299,6 +322,9 @@ async def run_methods(args: argparse.Namespace, run_dir: Path, meta: dict[str, A
         parser = build_parser()
         try:
             for method in args.methods:
+                if method == "sc":
+                    meta["sc_k"] = auto_sc_k(run_dir) if args.sc_k == "auto" else args.sc_k
+                args.sc_k_value = meta.get("sc_k", 8)
                 eval_args = parser.parse_args(
                     eval_argv(args, method, run_dir / method, server.base_url)
                 )
@@ -357,6 +383,36 @@ def results_table(runs: Sequence[RunReport], elapsed: dict[str, float]) -> list[
     return lines
 
 
+def rescore_table(runs: Sequence[RunReport]) -> list[str]:
+    """Every selection rule re-scored from the rStar run's stored candidates and verdicts."""
+    from langgraph_rstar.eval.reporting import RESCORE_AGREEMENTS, rescored
+    from langgraph_rstar.eval.scoring import wilson_interval
+    from langgraph_rstar.selection import RULES
+
+    lines: list[str] = []
+    for run in runs:
+        scores = rescored(run) if run.method in ("rstar", "rstar-generator") else {}
+        if not scores:
+            continue
+        used = (run.settings.get("config") or {}).get("agreement", "?")
+        lines += [
+            f"`{run.method}` run, agreement rule of the run = `{used}`; accuracy % (95 % CI):",
+            "",
+            "| agreement | " + " | ".join(RULES) + " |",
+            "|---|" + "---:|" * len(RULES),
+        ]
+        for agreement in (None, *RESCORE_AGREEMENTS):
+            cells = []
+            for rule in RULES:
+                k, n = scores.get(rule if agreement is None else f"{rule}@{agreement}", (0, 0))
+                low, high = wilson_interval(k, n)
+                cells.append(f"{_pct(k / n if n else None)} ({_pct(low)}–{_pct(high)})")
+            label = f"{used} (run)" if agreement is None else agreement
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def per_question_table(runs: Sequence[RunReport]) -> list[str]:
     by_method = {run.method: {r["id"]: r for r in run.records} for run in runs}
     first = runs[0].records if runs else []
@@ -388,16 +444,20 @@ def _id_key(qid: str) -> tuple[int, str]:
     return (int(tail), qid) if tail.isdigit() else (sys.maxsize, qid)
 
 
-def settings_section(runs: Sequence[RunReport], args: argparse.Namespace) -> list[str]:
+def settings_section(
+    runs: Sequence[RunReport], args: argparse.Namespace, meta: dict[str, Any]
+) -> list[str]:
     # The rStar run's config shows the search settings; cot/sc share the sampling fields.
     source = next((r for r in runs if r.method in ("rstar", "rstar-generator")), None)
     source = source or (runs[0] if runs else None)
     cfg = (source.settings.get("config") if source else None) or {}
+    sc_k = meta.get("sc_k", args.sc_k)
+    how = "as many as cost rStar's generated tokens" if args.sc_k == "auto" else "fixed"
     described = {
         "cot": "one greedy sample (temperature 0) of the few-shot steps prompt, max "
         f"{cfg.get('max_tokens_cot', '?')} tokens.",
-        "sc": f"{args.sc_k} samples at temperature {cfg.get('temperature', '?')} in one request "
-        "(n = k), majority vote.",
+        "sc": f"k = {sc_k} samples at temperature {cfg.get('temperature', '?')} ({how}), "
+        "majority vote.",
         "rstar-generator": "rStar MCTS, prediction = majority vote over all candidate answers "
         "(generator@maj), no discriminator.",
         "rstar": "rStar MCTS + discriminator (mutual consistency), prediction = final answer; "
@@ -471,8 +531,18 @@ def write_report(args: argparse.Namespace, run_dir: Path, meta: dict[str, Any]) 
             "Accuracy vs mean generated tokens per question (log x), one point per method.",
             "",
         ]
+    rescore = rescore_table(runs)
+    if rescore:
+        lines += [
+            "## Every selection rule, from the same searches",
+            "",
+            "Re-scored without model calls (`rstar report --rescore`) from the candidates and "
+            "discriminator verdicts stored in the rStar run's records.",
+            "",
+            *rescore,
+        ]
     lines += ["## Per question", "", *per_question_table(runs), ""]
-    lines += ["## Settings", "", *settings_section(runs, args), ""]
+    lines += ["## Settings", "", *settings_section(runs, args, meta), ""]
     lines += [
         "## Command",
         "",

@@ -63,11 +63,17 @@ async def _solve(args: argparse.Namespace) -> int:
     out.print("[bold]Trajectory[/bold]")
     for i, step in enumerate(result.trajectory, 1):
         out.print(f"  Step {i}: {step}")
-    out.print(
-        f"[bold green]Answer: {result.answer}[/bold green]  (confidence "
-        f"{result.confidence:.2f}, chosen by {result.selection}; generator@maj "
-        f"{result.generator_answer} at {result.generator_confidence:.2f})"
-    )
+    if result.answer is None:
+        out.print(
+            "[bold yellow]No answer:[/bold yellow] no trajectory of the search stated one "
+            f"({len(result.candidates)} candidates)"
+        )
+    else:
+        out.print(
+            f"[bold green]Answer: {result.answer}[/bold green]  (confidence "
+            f"{result.confidence:.2f}, chosen by {result.selection}; generator@maj "
+            f"{result.generator_answer} at {result.generator_confidence:.2f})"
+        )
     t = result.usage.get("target", {})
     d = result.usage.get("discriminator", {})
     out.print(

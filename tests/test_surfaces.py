@@ -469,3 +469,18 @@ async def test_cli_endpoints_close_their_clients_when_the_body_fails(scripted):
             assert ends.target._loops and ends.discriminator._loops  # both hold a client
             raise RuntimeError("boom")
     assert not ends.target._loops and not ends.discriminator._loops  # closed anyway
+
+
+def test_cli_solve_against_a_server_that_cannot_solve_prints_no_answer(capsys):
+    """The labels in the prompt ("Step 1:", "Sub-question 1:") never become an answer."""
+    from tests.statistical_world import cannot_solve_responder
+
+    with ScriptedServer(cannot_solve_responder) as server:
+        argv = ["solve", Q_TOM, "--base-url", server.base_url, "--model", "m", "--rollouts", "3"]
+        assert cli_main(argv) == 0
+        captured = capsys.readouterr()
+        assert "No answer" in captured.out and "Answer:" not in captured.out
+        assert cli_main([*argv, "--json"]) == 0
+        payload = json.loads(capsys.readouterr().out)
+    assert payload["answer"] is None and payload["candidates"] == []
+    assert payload["trajectory"] == [] and payload["selection"] == "none"

@@ -18,7 +18,7 @@ def _eval_command(args: argparse.Namespace) -> int:
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    report(args.run_dirs, args.plots_dir, as_json=args.json)
+    report(args.run_dirs, args.plots_dir, as_json=args.json, rescore=args.rescore)
     return 0
 
 
@@ -81,4 +81,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
         help="where the PNGs go (default: the run dir, or the runs' common parent)",
     )
     r.add_argument("--json", action="store_true", help="print the summaries as JSON")
+    r.add_argument(
+        "--rescore",
+        action="store_true",
+        help="also print rStar runs' accuracy under every selection rule (no model calls)",
+    )
     r.set_defaults(func=_report_command)

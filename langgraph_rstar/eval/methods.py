@@ -82,15 +82,8 @@ async def _predict_rstar(
     except RStarError as exc:
         usage = exc.partial.usage if exc.partial is not None else None
         raise _QuestionFailed(str(exc), _usage_from(usage)) from exc
-    candidates = [
-        {
-            "answer": c.get("answer"),
-            "rollout": c.get("rollout"),
-            "confidence": c.get("confidence"),
-            "reward": c.get("reward"),
-        }
-        for c in result.candidates
-    ]
+    # Everything selection needs, so `rstar report --rescore` can re-run every rule offline.
+    candidates = [dict(c) for c in result.candidates]
     return {
         "prediction": result.answer if discriminator else result.generator_answer,
         "confidence": result.confidence if discriminator else result.generator_confidence,
@@ -99,6 +92,7 @@ async def _predict_rstar(
         "generator_confidence": result.generator_confidence,
         "selection": result.selection if discriminator else "generator_maj",
         "trajectory": result.trajectory,
+        "verification": dict(result.verification),
         "usage": _usage_from(result.usage),
     }
 

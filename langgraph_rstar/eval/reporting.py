@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from rich.console import Console
     from rich.table import Table
 
-__all__ = ["RunReport", "load_run", "render_table", "report"]
+__all__ = ["RunReport", "load_run", "render_rescore", "render_table", "report"]
 
 
 @dataclasses.dataclass
@@ -117,12 +117,52 @@ def render_table(runs: Sequence[RunReport]) -> Table:
     return table
 
 
+RESCORE_AGREEMENTS = ("loose", "mid", "majority", "strict")
+
+
+def rescored(run: RunReport) -> dict[str, tuple[int, int]]:
+    """Every selection rule's accuracy on an rStar run (see :func:`rescore_records`)."""
+    from langgraph_rstar.eval.scoring import rescore_records
+
+    prior = float((run.settings.get("config") or {}).get("confidence_prior", 2.0))
+    return rescore_records(run.records, run.task, prior=prior, agreements=RESCORE_AGREEMENTS)
+
+
+def render_rescore(runs: Sequence[RunReport]) -> Table:
+    """One row per rStar run, one column per selection rule: accuracy % (and 95 % CI)."""
+    from rich.table import Table
+
+    from langgraph_rstar.eval.scoring import wilson_interval
+    from langgraph_rstar.selection import RULES
+
+    table = Table(title="every selection rule, re-scored from the stored searches")
+    table.add_column("run")
+    table.add_column("agreement")
+    for rule in RULES:
+        table.add_column(rule, justify="right")
+    for run in runs:
+        scores = rescored(run)
+        if not scores:
+            continue
+        used = str((run.settings.get("config") or {}).get("agreement", "run's"))
+        for agreement in (None, *RESCORE_AGREEMENTS):
+            cells = []
+            for rule in RULES:
+                key = rule if agreement is None else f"{rule}@{agreement}"
+                k, n = scores.get(key, (0, 0))
+                low, high = wilson_interval(k, n)
+                cells.append(f"{_pct(k / n if n else None)} ({_pct(low)}-{_pct(high)})")
+            table.add_row(run.label, f"{used} (run)" if agreement is None else agreement, *cells)
+    return table
+
+
 def report(
     run_dirs: Sequence[str | os.PathLike[str]],
     plots_dir: str | os.PathLike[str] | None = None,
     *,
     console: Console | None = None,
     as_json: bool = False,
+    rescore: bool = False,
 ) -> list[RunReport]:
     """Print the table for some runs and write the plots.
 
@@ -132,6 +172,8 @@ def report(
             runs' common parent directory.
         console: Where the table goes (default: stdout).
         as_json: Print the summaries as JSON instead of a table.
+        rescore: Also show the accuracy of rStar runs under every selection rule (and
+            agreement rule), re-scored from the stored candidates and verdicts.
 
     Returns:
         The loaded runs.
@@ -146,9 +188,17 @@ def report(
     if not out.is_terminal:
         out.width = max(out.width, 140)  # pipes and logs: do not squeeze the table to 80 columns
     if as_json:
-        print(json.dumps([{"run": str(r.path), **r.summary} for r in runs], indent=2))
+        summaries = []
+        for r in runs:
+            entry: dict[str, Any] = {"run": str(r.path), **r.summary}
+            if rescore:
+                entry["rescore"] = {k: {"correct": c, "n": n} for k, (c, n) in rescored(r).items()}
+            summaries.append(entry)
+        print(json.dumps(summaries, indent=2))
     else:
         out.print(render_table(runs))
+        if rescore:
+            out.print(render_rescore(runs))
     if plots_dir is None:
         plots_dir = (
             runs[0].path

@@ -84,6 +84,7 @@ async def _evaluate_item(
         )
         record["selection"] = out.get("selection")
         record["trajectory"] = out.get("trajectory")
+        record["verification"] = out.get("verification")
     if "outputs" in out:
         record["outputs"] = out["outputs"]
     return record

@@ -9,7 +9,7 @@ from typing import Any
 from langgraph_rstar.eval.methods import RSTAR_METHODS
 from langgraph_rstar.eval.records import _COUNTERS, _usage_totals
 
-__all__ = ["accuracy_by_rollouts", "summarize", "wilson_interval"]
+__all__ = ["accuracy_by_rollouts", "rescore_records", "summarize", "wilson_interval"]
 
 
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -129,3 +129,44 @@ def accuracy_by_rollouts(
                 correct += 1
         out.append((k, correct / len(records)))
     return out
+
+
+def rescore_records(
+    records: Sequence[Mapping[str, Any]],
+    task: str,
+    *,
+    prior: float = 2.0,
+    agreements: Sequence[str] = (),
+) -> dict[str, tuple[int, int]]:
+    """Accuracy of an rStar run under every selection rule, without a model call.
+
+    Uses what each record stored (candidates with their path values, the discriminator's
+    per-mask answers); only then compares with the record's gold.
+
+    Returns:
+        ``{rule: (correct, n)}`` for every rule of :data:`langgraph_rstar.selection.RULES`,
+        plus ``rule@agreement`` for each agreement rule in ``agreements``. Records without
+        stored candidates/verification (older runs, error records) count as wrong.
+    """
+    from langgraph_rstar.answers import answers_equal
+    from langgraph_rstar.discriminator import rescore
+
+    scores: dict[str, int] = {}
+    for rec in records:
+        cands = [c for c in (rec.get("candidates") or []) if isinstance(c, Mapping)]
+        verification = rec.get("verification")
+        finals = {}
+        if cands and isinstance(verification, Mapping) and "steps" in cands[0]:
+            finals = rescore(
+                cands,  # type: ignore[arg-type]
+                verification,  # type: ignore[arg-type]
+                task=task,
+                prior=prior,
+                agreements=(None, *agreements),
+            )
+        for key, final in finals.items():
+            hit = final["answer"] is not None and answers_equal(
+                final["answer"], rec.get("gold"), task
+            )
+            scores[key] = scores.get(key, 0) + int(hit)
+    return {key: (correct, len(records)) for key, correct in scores.items()}

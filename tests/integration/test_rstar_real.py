@@ -54,8 +54,9 @@ CFG = RStarConfig.preset(
 )
 
 
-async def test_every_action_yields_parseable_children(backend):
-    pack = load_prompts(task="gsm8k")
+@pytest.mark.parametrize("style", ["compact", "reference"])
+async def test_every_action_yields_parseable_children(backend, style):
+    pack = load_prompts(task="gsm8k", style=style)
     question = dev_question()
     nodes = {"0": make_root(question)}
     ctx = path_context(nodes, "0")
@@ -70,7 +71,10 @@ async def test_every_action_yields_parseable_children(backend):
     steps = [nodes[c]["text"] for c in kids["a1_one_step"]]
     assert steps and all(s and "\n" not in s for s in steps)
     [direct] = kids["a2_remaining_steps"]
-    assert nodes[direct]["text"].startswith("Step 1:")
+    # our labels never reach a node's text or steps (they are stripped before reading answers)
+    assert nodes[direct]["steps"] and not any(
+        s.startswith(("Step ", "Let's think")) for s in nodes[direct]["steps"]
+    ), nodes[direct]["steps"]
     assert nodes[direct]["answer"] is not None, nodes[direct]["text"]
     assert 0 < nodes[direct]["value"] <= 1
     subqs = [nodes[c] for c in kids["a3_subquestion"]]
