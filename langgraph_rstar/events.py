@@ -77,7 +77,8 @@ def rollout_finished(run: Mapping[str, Any], end: Mapping[str, Any]) -> RolloutF
         "rollout": run["id"],
         "node_id": end["id"],
         "depth": end["depth"],
-        "answer": end.get("answer"),
+        # A node the depth limit cut off may hold an intermediate sub-answer: not an answer.
+        "answer": end.get("answer") if end.get("terminal") else None,
         "reward": run["reward"],
     }
 

@@ -385,3 +385,64 @@ def test_generator_vote_and_rollout_truncation():
     early = generator_vote(cands, "gsm8k", max_rollout=1)
     assert early.count <= vote.count
     assert all(c["rollout"] < 10 for c in cands)
+
+
+def _solution_tree():
+    """root -> A1 "a" (visited twice) -> two identical A1 answer steps (not merged) + an A2."""
+    nodes = {"0": make_root("Q?")}
+    nodes["0"].update(N=4, Q=2.0)
+    a = new_node("0.s0", "0", 1, "one_step", "a1_one_step", text="a", steps=["a"], N=2, Q=1.5)
+    twin = dict(text="The answer is 5.", steps=["The answer is 5."], answer="5", terminal=True)
+    s0 = new_node("0.s0.s0", "0.s0", 2, "one_step", "a1_one_step", value=0.5, N=1, Q=0.5, **twin)
+    s0.update(agree=2, samples=4)
+    s1 = new_node("0.s0.s1", "0.s0", 2, "one_step", "a1_one_step", value=0.5, **twin)
+    s1.update(agree=2, samples=4)
+    d0 = new_node(
+        "0.s0.d0",
+        "0.s0",
+        2,
+        "direct_answer",
+        "a2_remaining_steps",
+        text="b The answer is 6.",
+        steps=["b", "The answer is 6."],
+        answer="6",
+        value=0.75,
+        agree=3,
+        samples=4,
+    )
+    nodes.update({"0.s0": a, "0.s0.s0": s0, "0.s0.s1": s1, "0.s0.d0": d0})
+    nodes["0"]["children"] = {"a1_one_step": ["0.s0"]}
+    nodes["0.s0"]["children"] = {
+        "a1_one_step": ["0.s0.s0", "0.s0.s1"],
+        "a2_remaining_steps": ["0.s0.d0"],
+    }
+    return nodes
+
+
+def test_identical_trajectories_are_one_candidate_with_copies():
+    cands = collect_candidates(_solution_tree())
+    assert [c["node_id"] for c in cands] == ["0.s0.d0", "0.s0.s0"]  # id order: d < s
+    assert [c["copies"] for c in cands] == [1, 2]
+    assert cands[1]["steps"] == ["a", "The answer is 5."]
+    assert generator_vote(cands, "gsm8k").confidence == pytest.approx(0.5)  # 1 of 2, not 2 of 3
+
+
+def test_a_candidates_reward_is_the_mean_value_along_its_path():
+    """Q/N of each visited node below the root; an unvisited terminal adds its own value."""
+    six, five = collect_candidates(_solution_tree())
+    assert five["path_values"] == [0.75, 0.5]  # 1.5/2 for "0.s0", 0.5/1 for the visited twin
+    assert five["reward"] == pytest.approx(0.625)
+    assert six["path_values"] == [0.75, 0.75]  # unvisited A2: its vote share
+    assert six["reward"] == pytest.approx(0.75)
+    assert (six["agree"], six["samples"], six["confidence"]) == (3, 4, 0.75)
+    assert five["visits"] == 1 and six["visits"] == 0
+
+
+def test_a_rollout_cut_off_by_depth_reports_no_answer():
+    from langgraph_rstar import events
+
+    cut = new_node("0.q0", "0", 1, "subquestion", "a3_subquestion", answer="3", value=1.0)
+    done = new_node("0.d0", "0", 1, "direct_answer", "a2_remaining_steps", answer="5", value=0.5)
+    run = {"id": 0, "path": ["0", "0.q0"], "phase": "simulate", "done": True, "reward": 0.0}
+    assert events.rollout_finished(run, cut)["answer"] is None
+    assert events.rollout_finished({**run, "reward": 0.5}, done)["answer"] == "5"

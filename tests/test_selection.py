@@ -128,3 +128,29 @@ def test_rescore_rejudges_the_stored_mask_answers_under_other_agreement_rules():
     ]
     assert out["consistent_maj@loose"]["answer"] == "5"
     assert out["mutual"]["answer"] == "6"  # 1 x 3/5 for "6" against 1 x 2/5 for "5"
+
+
+def test_reference_code_rule_weighs_the_survival_rate_per_answer():
+    # "5": 3 of its 6 checked trajectories survive; "6": 2 of 2.
+    # "5": 3/5 + 3/6 = 1.1;  "6": 2/5 + 2/2 = 1.4  ->  "6" although "5" has more survivors
+    fives = [cand(f"0.q{i}", "5") for i in range(6)]
+    sixes = [cand(f"0.s{i}", "6") for i in range(2)]
+    v = verdicts(
+        *[(c, 3 if i < 3 else 0, 4) for i, c in enumerate(fives)], *[(c, 3, 4) for c in sixes]
+    )
+    final = select([*fives, *sixes], v, rule="reference_code", task="gsm8k")
+    assert final["answer"] == "6" and final["confidence"] == pytest.approx(1.4 / 2)
+    assert select([*fives, *sixes], v, rule="consistent_maj", task="gsm8k")["answer"] == "5"
+
+
+def test_a_verdict_belongs_to_its_answer_not_just_to_its_steps():
+    """Two candidates whose steps read the same but whose answers differ are checked apart."""
+    steps = ["He has some apples.", "The answer is five."]
+    a, b = cand("0.d0", "5", steps=steps), cand("0.q0.d0", "6", steps=list(steps))
+    assert trajectory_key(a) != trajectory_key(b)
+    v = {
+        trajectory_key(a): Verdict(consistent=False, agreements=0, masks=3),
+        trajectory_key(b): Verdict(consistent=True, agreements=3, masks=3),
+    }
+    for rule in ("consistent_maj", "reference_code", "paper", "mutual"):
+        assert select([a, b], v, rule=rule, task="gsm8k")["answer"] == "6", rule
