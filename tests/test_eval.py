@@ -528,3 +528,46 @@ def test_the_gold_answer_never_reaches_the_model(scripted, tmp_path):
     by_id = {r["id"]: r for r in load_records(out)}
     assert by_id["q0"]["prediction"] == "5" and by_id["q0"]["correct"] is False
     assert summarize(list(by_id.values()))["correct"] == 2
+
+
+def test_report_rescore_reruns_every_selection_rule_from_the_records(tmp_path, capsys):
+    """Records keep candidates and verdicts; `report --rescore` needs no server at all."""
+    from langgraph_rstar.selection import RULES
+    from tests.statistical_world import StatisticalWorld, world_question
+
+    world = StatisticalWorld(p=0.4, seed=3)
+    rows = [
+        {"id": f"w{i}", "question": world_question(i), "answer": world.right_answer(i)}
+        for i in range(6)
+    ]
+    data = tmp_path / "world.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "rstar"
+    with ScriptedServer(world.respond) as server:
+        assert main(eval_args(data, out, server.base_url, "rstar", "--rollouts", "6")) == 0
+        posts = len(server.posts)
+    records = load_records(out)
+    checked = [r for r in records if not r["verification"]["skipped"]]
+    assert checked, "the discriminator ran on some question"
+    for rec in records:
+        assert rec["candidates"] and {"steps", "agree", "samples", "path_values"} <= set(
+            rec["candidates"][0]
+        )
+    for rec in checked:
+        assert all(len(ch["answers"]) == 3 for ch in rec["verification"]["checks"])
+
+    capsys.readouterr()
+    assert main(["report", str(out), "--rescore", "--json"]) == 0  # the server is gone
+    [summary] = json.loads(capsys.readouterr().out)
+    rescored = summary["rescore"]
+    assert set(RULES) <= set(rescored) and "mutual@loose" in rescored
+    assert all(v["n"] == 6 for v in rescored.values())
+    # the run's own rule re-scored gives the run's accuracy; generator@maj its gen@maj column
+    assert rescored["mutual"]["correct"] == summary["correct"]
+    assert rescored["generator_maj"]["correct"] / 6 == pytest.approx(
+        summary["generator_maj_accuracy"]
+    )
+    assert main(["report", str(out), "--rescore"]) == 0
+    table = capsys.readouterr().out
+    assert "every selection rule" in table and "reference_code" in table
+    assert posts > 0

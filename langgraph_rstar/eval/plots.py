@@ -118,7 +118,8 @@ def write_plots(
         ax.errorbar(
             [x],
             [y],
-            yerr=[[y - 100 * s["ci_low"]], [100 * s["ci_high"] - y]],
+            # max(0, ...): at 100 % the Wilson bound can round a hair below the point
+            yerr=[[max(0.0, y - 100 * s["ci_low"])], [max(0.0, 100 * s["ci_high"] - y)]],
             fmt="o",
             capsize=4,
             label=run.label,
