@@ -128,11 +128,17 @@ class RStarConfig:
 
         * ``paper``: the paper's setting (§4.1 and the authors' reproduction command):
           32 rollouts, depth 5 (8 for MATH), 5 A1 steps, 5 sub-questions, 10/32 votes, c=2,
-          T=0.8, top_p 0.95, top_k 40, repetition penalty 1.1, random 20-80 % step masks.
-        * ``reference_code``: the released code's argparse defaults (15 rollouts, 3 A1 steps,
-          3 sub-questions, four word-prefix masks at 20-50 %, "mid" agreement, code scoring).
+          T=0.8, top_p 0.95, top_k 40, repetition penalty 1.1, the reference prompt format,
+          4 random 20-80 % step masks, a majority of them to agree, ``mutual`` selection.
+        * ``reference_code``: the released code's argparse defaults and behaviour (15 rollouts,
+          3 A1 steps, 3 sub-questions, identical samples kept apart, A1 answer steps not
+          terminal, A2 re-solving with a hint, four word-prefix masks at 20-50 %, "mid"
+          agreement, the code's survivor-share + survival-rate selection), minus its gold peek.
         * ``fast``: a CPU budget: 4 rollouts, depth 4, 2 A1 steps, 2 sub-questions, 3/4 votes,
-          short generations, 2 masks. Trades recall of rare correct paths for ~40x fewer tokens.
+          short generations, the compact prompt pack, 3 masks. Trades recall of rare correct
+          paths for ~40x fewer tokens.
+
+        Masks never show a candidate's answer in any preset (see ``discriminator.py``).
         """
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
