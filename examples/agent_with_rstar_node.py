@@ -22,6 +22,7 @@ import asyncio
 import re
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
@@ -43,8 +44,11 @@ class ChatState(MessagesState):
     confidence: float
 
 
-def build_agent(llm: LLMBackend, config: RStarConfig):
-    """triage -> (rstar -> respond) | smalltalk, compiled with an in-memory checkpointer."""
+def build_agent(llm: LLMBackend, config: RStarConfig, *, checkpointer: Any = None):
+    """triage -> (rstar -> respond) | smalltalk, compiled with an in-memory checkpointer.
+
+    ``checkpointer=False`` compiles without one (a LangGraph server brings its own).
+    """
 
     def triage(state: ChatState) -> str:
         text = str(state["messages"][-1].content)
@@ -67,7 +71,20 @@ def build_agent(llm: LLMBackend, config: RStarConfig):
     builder.add_edge("rstar", "respond")
     builder.add_edge("respond", END)
     builder.add_edge("smalltalk", END)
-    return builder.compile(checkpointer=InMemorySaver())
+    if checkpointer is False:
+        return builder.compile(name="agent")
+    return builder.compile(checkpointer=checkpointer or InMemorySaver(), name="agent")
+
+
+def studio_agent():
+    """The agent for ``langgraph dev`` / Studio (``langgraph.json``): models from RSTAR_* env vars.
+
+    See :mod:`langgraph_rstar.studio` for the variables.
+    """
+    from langgraph_rstar.studio import backends_from_env, config_from_env
+
+    target, _ = backends_from_env()
+    return build_agent(target, config_from_env(), checkpointer=False)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -10,6 +10,7 @@ Quick start::
 from langgraph_rstar.api import RStarError, RStarResult, asolve, solve
 from langgraph_rstar.backends import (
     BackendError,
+    ChatModelLLM,
     Completion,
     Generation,
     LLMBackend,
@@ -25,6 +26,7 @@ __all__ = [
     "ACTIONS",
     "PRESETS",
     "BackendError",
+    "ChatModelLLM",
     "Completion",
     "Generation",
     "LLMBackend",

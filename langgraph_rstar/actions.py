@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypedDict
+from typing import Any
+
+from typing_extensions import TypedDict
 
 from langgraph_rstar.answers import answers_equal, majority_vote
 from langgraph_rstar.backends import Generation, LLMBackend, Usage

@@ -13,7 +13,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
-from langgraph_rstar.backends import LLMBackend
+from langgraph_rstar.backends import BackendLike
 from langgraph_rstar.config import RStarConfig, resolve_config
 from langgraph_rstar.events import RStarEvent, is_rstar_event
 from langgraph_rstar.graph import create_rstar_graph
@@ -88,8 +88,8 @@ def _configure(config: RStarConfig | None, overrides: Mapping[str, Any]) -> RSta
 async def asolve(
     question: str,
     *,
-    target: LLMBackend,
-    discriminator: LLMBackend | None = None,
+    target: BackendLike,
+    discriminator: BackendLike | None = None,
     config: RStarConfig | None = None,
     on_event: EventHandler | None = None,
     checkpointer: BaseCheckpointSaver | None = None,
@@ -100,8 +100,9 @@ async def asolve(
 
     Args:
         question: the problem text.
-        target: the generator backend.
-        discriminator: the discriminator backend (defaults to ``target``).
+        target: the generator: an ``LLMBackend``, a LangChain chat model or LLM, or a
+            ``"provider:model"`` string.
+        discriminator: the discriminator, the same kinds (defaults to ``target``).
         config: settings (``RStarConfig.preset("fast")`` by default); ``overrides`` replace fields,
             e.g. ``num_rollouts=8`` or ``task="math500"``.
         on_event: called with every progress event (sync or async callable).
@@ -112,6 +113,7 @@ async def asolve(
 
     Raises:
         ValueError: empty question, bad settings, or a thread busy with another question.
+        TypeError: a model that is none of the kinds above, or an unknown setting.
         RStarError: the run failed (e.g. the endpoint died); ``.partial`` keeps the tree so far.
 
     Example:

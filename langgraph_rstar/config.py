@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict, get_type_hints
+from typing import Any, Literal, get_type_hints
+
+from typing_extensions import TypedDict
 
 from langgraph_rstar.answers import task_family
 from langgraph_rstar.prompts import PromptPack, load_prompts

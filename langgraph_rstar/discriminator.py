@@ -16,7 +16,9 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from typing import Any, TypedDict
+from typing import Any
+
+from typing_extensions import TypedDict
 
 from langgraph_rstar.answers import answers_equal, majority_vote, mentions_answer
 from langgraph_rstar.backends import LLMBackend, Usage

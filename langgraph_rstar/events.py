@@ -6,7 +6,9 @@ Every event is a plain dict with a ``type`` key, so it survives any transport (S
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, TypedDict, Union
+from typing import Any, Literal, Union
+
+from typing_extensions import TypedDict
 
 
 class RolloutStarted(TypedDict):

@@ -16,18 +16,22 @@ concurrently. All state is JSON-native, so any checkpointer can pause and resume
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, Any, TypedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, RetryPolicy, Send
+from typing_extensions import TypedDict
 
 from langgraph_rstar import events
 from langgraph_rstar.actions import ACTION_FUNCTIONS
-from langgraph_rstar.backends import LLMBackend
+from langgraph_rstar.backends import BackendLike, as_backend
+from langgraph_rstar.backends.tracing import llm_run_context
 from langgraph_rstar.config import RStarConfig, RStarContext, resolve_config
 from langgraph_rstar.discriminator import Verification, select_final, verify_candidates
 from langgraph_rstar.search import (
@@ -44,6 +48,7 @@ from langgraph_rstar.search import (
     merge_nodes,
     path_context,
 )
+from langgraph_rstar.sync_bridge import sync_twin
 
 
 def add_usage(
@@ -113,18 +118,28 @@ def _question_from(state: Mapping[str, Any]) -> str:
     return question
 
 
+def _node(afunc: Callable[..., Awaitable[Any]]) -> RunnableCallable:
+    """An async node with a sync twin, so ``invoke``/``stream`` work like ``ainvoke``/``astream``.
+
+    LangGraph has no public way to give a node both bodies; its own packages (prebuilt,
+    supervisor) use ``RunnableCallable`` the same way. ``trace=False``: the task is the run.
+    """
+    return RunnableCallable(sync_twin(afunc), afunc, name=afunc.__name__, trace=False)
+
+
 def create_rstar_graph(
-    target: LLMBackend,
+    target: BackendLike,
     *,
-    discriminator: LLMBackend | None = None,
+    discriminator: BackendLike | None = None,
     config: RStarConfig | None = None,
     retry_policy: RetryPolicy | None = None,
 ) -> StateGraph:
     """Build the rStar graph (uncompiled: you choose the checkpointer, cache and name).
 
     Args:
-        target: backend of the generator SLM (e.g. ``OpenAICompatibleLLM``).
-        discriminator: backend of the discriminator SLM; ``None`` reuses ``target``
+        target: the generator SLM: an ``LLMBackend`` (e.g. ``OpenAICompatibleLLM``), a LangChain
+            chat model or LLM, or a ``"provider:model"`` string (see ``as_backend``).
+        discriminator: the discriminator SLM, the same kinds; ``None`` reuses ``target``
             (self-discrimination). Set ``use_discriminator=False`` in the config to skip it.
         config: defaults for every run (``RStarConfig.preset("fast")`` when omitted). Each run
             may override any field through the context: ``graph.ainvoke(inp, context={...})``.
@@ -142,7 +157,8 @@ def create_rstar_graph(
         >>> # out["answer"], out["confidence"]
     """
     base = config or RStarConfig.preset("fast")
-    disc = discriminator or target
+    target = as_backend(target, role="target")
+    disc = target if discriminator is None else as_backend(discriminator, role="discriminator")
 
     async def init(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
         cfg = resolve_config(base, runtime.context)
@@ -190,28 +206,45 @@ def create_rstar_graph(
     def make_action_node(action: str):
         fn = ACTION_FUNCTIONS[action]
 
-        async def run_action(request: ActionRequest, runtime: Runtime[RStarContext]):
+        async def run_action(
+            request: ActionRequest, runtime: Runtime[RStarContext], config: RunnableConfig
+        ):
             cfg = RStarConfig.from_dict(request["config"])
-            result = await fn(request["context"], target, cfg.prompt_pack(), cfg)  # type: ignore[arg-type]
-            parent = request["context"]["node_id"]
+            ctx = request["context"]
+            parent = ctx["node_id"]
+            about = {
+                "rstar_action": action,
+                "rstar_node_id": parent,
+                "rstar_rollout": ctx["rollout"],
+                "rstar_depth": ctx["depth"],
+            }
+            with llm_run_context(config, metadata=about):
+                result = await fn(ctx, target, cfg.prompt_pack(), cfg)  # type: ignore[arg-type]
             runtime.stream_writer(events.node_expanded(action, parent, result["nodes"]))
             return {"nodes": result["nodes"], "usage": {"target": result["usage"]}}
 
         run_action.__name__ = action
         return run_action
 
-    async def discriminate(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
+    async def discriminate(
+        state: RStarState, runtime: Runtime[RStarContext], config: RunnableConfig
+    ) -> dict[str, Any]:
         cfg = RStarConfig.from_dict(state["config"])
         candidates = collect_candidates(state["nodes"])
         vote = generator_vote(candidates, cfg.task)
-        verification = await verify_candidates(
-            state["question"],
-            candidates,
-            llm=disc,
-            pack=cfg.prompt_pack(),
-            config=cfg,
-            on_check=lambda check: runtime.stream_writer(events.candidate_verified(check)),
-        )
+        about = {
+            "rstar_action": "discriminate",
+            "rstar_node_ids": [c["node_id"] for c in candidates],
+        }
+        with llm_run_context(config, metadata=about):
+            verification = await verify_candidates(
+                state["question"],
+                candidates,
+                llm=disc,
+                pack=cfg.prompt_pack(),
+                config=cfg,
+                on_check=lambda check: runtime.stream_writer(events.candidate_verified(check)),
+            )
         return {
             "candidates": candidates,
             "generator_answer": vote.answer,
@@ -238,15 +271,18 @@ def create_rstar_graph(
     builder = StateGraph(
         RStarState, context_schema=RStarContext, input_schema=RStarInput, output_schema=RStarOutput
     )
-    builder.add_node("init", init)
-    builder.add_node("controller", controller)
+    builder.add_node("init", _node(init))
+    builder.add_node("controller", _node(controller))
     for action in ACTIONS:
         builder.add_node(
-            action, make_action_node(action), input_schema=ActionRequest, retry_policy=retry_policy
+            action,
+            _node(make_action_node(action)),
+            input_schema=ActionRequest,
+            retry_policy=retry_policy,
         )
         builder.add_edge(action, "controller")
-    builder.add_node("discriminate", discriminate, retry_policy=retry_policy)
-    builder.add_node("finalize", finalize)
+    builder.add_node("discriminate", _node(discriminate), retry_policy=retry_policy)
+    builder.add_node("finalize", _node(finalize))
     builder.add_edge(START, "init")
     builder.add_edge("init", "controller")
     builder.add_conditional_edges("controller", dispatch, [*ACTIONS, "discriminate"])

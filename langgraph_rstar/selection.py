@@ -32,7 +32,9 @@ generator@maj.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any
+
+from typing_extensions import TypedDict
 
 from langgraph_rstar.answers import answers_equal, group_answers, majority_vote
 from langgraph_rstar.search import Candidate

@@ -8,7 +8,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
 from langgraph_rstar.api import RStarResult, asolve, solve
-from langgraph_rstar.backends import LLMBackend
+from langgraph_rstar.backends import BackendLike, as_backend
 from langgraph_rstar.config import RStarConfig
 
 DEFAULT_DESCRIPTION = (
@@ -45,9 +45,9 @@ def _emit(event: Any) -> None:
 
 
 def create_rstar_tool(
-    target: LLMBackend,
+    target: BackendLike,
     *,
-    discriminator: LLMBackend | None = None,
+    discriminator: BackendLike | None = None,
     config: RStarConfig | None = None,
     name: str = "rstar_reason",
     description: str = DEFAULT_DESCRIPTION,
@@ -62,6 +62,11 @@ def create_rstar_tool(
         >>> # agent = create_agent(chat_model, tools=[tool])
     """
     base = config or RStarConfig.preset("fast")
+    # Fail here, not at the agent's first call; one backend object serves every call.
+    target = as_backend(target, role="target")
+    discriminator = (
+        None if discriminator is None else as_backend(discriminator, role="discriminator")
+    )
 
     def settings(num_rollouts: int | None) -> RStarConfig:
         return base.replace(num_rollouts=num_rollouts) if num_rollouts else base

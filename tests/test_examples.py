@@ -127,9 +127,8 @@ def test_tool_agent_calls_the_tool_once_with_the_stand_in_model(scripted, capsys
     assert f"rStar worked it out. Answer: {PENS}" in captured.out
 
 
-def test_tool_agent_needs_langchain_openai_for_a_real_chat_model(scripted, capsys):
-    if importlib.util.find_spec("langchain_openai") is not None:
-        pytest.skip("langchain-openai is installed")
+def test_tool_agent_needs_langchain_openai_for_a_real_chat_model(scripted, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "langchain_openai", None)  # as if it were not installed
     module = load("tool_agent")
     code = module.main([*endpoint(scripted), "--chat-base-url", "http://127.0.0.1:9/v1"])
     assert code == 2 and "pip install langchain-openai" in capsys.readouterr().err

@@ -4,6 +4,10 @@
   :class:`LLMBackend` protocol and its data types (no HTTP, no server specifics).
 * :mod:`~langgraph_rstar.backends.openai_compat`: :class:`OpenAICompatibleLLM`, the backend for
   vLLM, llama.cpp, TGI or any OpenAI-compatible server.
+* :mod:`~langgraph_rstar.backends.chat_model`: :class:`ChatModelLLM`, any LangChain chat model
+  or LLM as a backend, and :func:`as_backend` (what the graph calls on the models it is given).
+* :mod:`~langgraph_rstar.backends.tracing`: every request as an LLM run in LangChain callbacks
+  (LangSmith), nested under the caller's run (:func:`llm_run_context`).
 
 Every name is re-exported here: ``from langgraph_rstar.backends import ...`` is the way in.
 """
@@ -16,16 +20,22 @@ from langgraph_rstar.backends.base import (
     Usage,
     apply_stop,
 )
+from langgraph_rstar.backends.chat_model import BackendLike, ChatModelLLM, as_backend
 from langgraph_rstar.backends.openai_compat import Api as Api  # type aliases, not in __all__
 from langgraph_rstar.backends.openai_compat import Dialect as Dialect
 from langgraph_rstar.backends.openai_compat import OpenAICompatibleLLM
+from langgraph_rstar.backends.tracing import llm_run_context
 
 __all__ = [
     "BackendError",
+    "BackendLike",
+    "ChatModelLLM",
     "Completion",
     "Generation",
     "LLMBackend",
     "OpenAICompatibleLLM",
     "Usage",
     "apply_stop",
+    "as_backend",
+    "llm_run_context",
 ]

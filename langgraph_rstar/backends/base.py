@@ -19,6 +19,7 @@ __all__ = [
     "LLMBackend",
     "Usage",
     "apply_stop",
+    "split_by_length",
 ]
 
 _T = TypeVar("_T")
@@ -129,6 +130,26 @@ def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
             if i >= 0 and (cut < 0 or i < cut):
                 cut = i
     return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def split_by_length(total: int, lengths: Sequence[int]) -> list[int]:
+    """Share ``total`` tokens among texts in proportion to their lengths (the sum stays exact).
+
+    Example:
+        >>> split_by_length(10, [3, 1, 0])
+        [8, 2, 0]
+    """
+    if not lengths:
+        return []
+    whole = sum(lengths)
+    if whole == 0:
+        share, rest = divmod(total, len(lengths))
+        return [share + (1 if i < rest else 0) for i in range(len(lengths))]
+    counts = [total * ln // whole for ln in lengths]
+    leftover = total - sum(counts)
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i])[:leftover]:
+        counts[i] += 1
+    return counts
 
 
 def _split(k: int, cap: int | None) -> list[int]:

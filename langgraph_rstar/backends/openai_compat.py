@@ -37,7 +37,9 @@ from langgraph_rstar.backends.base import (
     _gather_or_cancel,
     _split,
     apply_stop,
+    split_by_length,
 )
+from langgraph_rstar.backends.tracing import LLMRun, start_llm_run
 
 __all__ = ["Api", "Dialect", "OpenAICompatibleLLM"]
 
@@ -504,15 +506,26 @@ class OpenAICompatibleLLM:
         else:
             create = state.client.completions.with_raw_response.create
 
-        async def attempt() -> Any:
+        async def attempt() -> tuple[Any, LLMRun | None]:
             async with state.semaphore:
+                # Every attempt is a request the server sees, so each is one LLM run.
+                run = await start_llm_run(
+                    self.name,
+                    prompts,
+                    model=self.model,
+                    invocation_params=self._run_params(kwargs),
+                    metadata=self._run_metadata(kwargs),
+                )
                 try:
                     raw = await create(**kwargs)
-                except openai.APIStatusError:
-                    params.usage.requests += 1
+                except BaseException as exc:
+                    if isinstance(exc, openai.APIStatusError):
+                        params.usage.requests += 1
+                    if run is not None:
+                        await run.error(exc)
                     raise
             params.usage.requests += 1
-            return raw
+            return raw, run
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
@@ -528,7 +541,7 @@ class OpenAICompatibleLLM:
         )
         where = f"{self.base_url} (model {self.model!r})"
         try:
-            raw = await retrying(attempt)
+            raw, run = await retrying(attempt)
         except openai.APIStatusError as exc:
             message = _error_text(exc)
             if _is_retryable(exc):
@@ -549,10 +562,46 @@ class OpenAICompatibleLLM:
             ) from exc
         except openai.OpenAIError as exc:
             raise BackendError(f"request to {where} failed: {exc}") from exc
-        stop_tokens = 1
-        if self.dialect == "llamacpp" and kwargs.get("stop"):
-            stop_tokens = await self._stop_tokens(state, kwargs["stop"])
-        return self._parse(raw, prompts, k, params, stop_tokens)
+        try:
+            stop_tokens = 1
+            if self.dialect == "llamacpp" and kwargs.get("stop"):
+                stop_tokens = await self._stop_tokens(state, kwargs["stop"])
+            before = Usage(0, params.usage.prompt_tokens, params.usage.completion_tokens)
+            out = self._parse(raw, prompts, k, params, stop_tokens)
+        except BaseException as exc:
+            if run is not None:
+                await run.error(exc)
+            raise
+        if run is not None:  # _parse adds this request's tokens (no await in between)
+            spent = Usage(
+                1,
+                params.usage.prompt_tokens - before.prompt_tokens,
+                params.usage.completion_tokens - before.completion_tokens,
+            )
+            await run.end(out, spent)
+        return out
+
+    def _run_params(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The request's settings for a trace (without the prompts, which are the inputs)."""
+        skip = ("prompt", "messages", "extra_body")
+        return {
+            **{k: v for k, v in kwargs.items() if k not in skip},
+            **kwargs.get("extra_body", {}),
+            "base_url": self.base_url,
+            "api": self.api,
+            "dialect": self.dialect,
+        }
+
+    def _run_metadata(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """LangSmith's standard model fields (``ls_*``) for this request."""
+        return {
+            "ls_provider": self.dialect,
+            "ls_model_name": self.model,
+            "ls_model_type": "llm",
+            "ls_temperature": kwargs.get("temperature"),
+            "ls_max_tokens": kwargs.get("max_tokens"),
+            "ls_stop": kwargs.get("stop"),
+        }
 
     async def _stop_tokens(self, state: _LoopState, stops: list[str]) -> int:
         """llamacpp: fewest tokens of any sent stop string, via llama.cpp's ``/tokenize``.
@@ -690,16 +739,7 @@ class OpenAICompatibleLLM:
             if first:
                 return [usage_tokens] + [round(usage_tokens * ln / first) for ln in lengths[1:]]
             return [usage_tokens] + [max(1, round(ln / 4)) for ln in lengths[1:]]
-        total = sum(lengths)
-        if total == 0:
-            share, rest = divmod(usage_tokens, len(entries))
-            return [share + (1 if i < rest else 0) for i in range(len(entries))]
-        # Split the summed count by text length, keeping the sum exact.
-        counts = [usage_tokens * ln // total for ln in lengths]
-        leftover = usage_tokens - sum(counts)
-        for i in sorted(range(len(entries)), key=lambda i: -lengths[i])[:leftover]:
-            counts[i] += 1
-        return counts
+        return split_by_length(usage_tokens, lengths)
 
 
 def _int(value: Any) -> int:
