@@ -91,6 +91,22 @@ def _serve_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_serve(sub: argparse._SubParsersAction) -> None:
+    """``rstar serve`` needs the [serve] extra; without it the command says how to get it."""
+    try:
+        from langgraph_rstar import serve
+    except ImportError as exc:
+        missing = exc.name or "starlette"
+
+        def explain(args: argparse.Namespace) -> int:
+            raise ValueError(f"rstar serve needs {missing}: pip install 'langgraph-rstar[serve]'")
+
+        p = sub.add_parser("serve", help="serve rStar as an OpenAI-compatible API ([serve] extra)")
+        p.set_defaults(func=explain)
+        return
+    serve.register_cli(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rstar", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     from langgraph_rstar import eval as rstar_eval  # imports its heavy deps lazily
 
     rstar_eval.register_cli(sub)
+    _register_serve(sub)
     return parser
 
 

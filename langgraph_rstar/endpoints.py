@@ -19,7 +19,14 @@ from typing import Any
 from langgraph_rstar.backends import LLMBackend, OpenAICompatibleLLM
 from langgraph_rstar.config import PRESETS, RStarConfig
 
-__all__ = ["DIALECTS", "Endpoints", "add_endpoint_args", "config_from_args", "open_endpoints"]
+__all__ = [
+    "DIALECTS",
+    "Endpoints",
+    "add_endpoint_args",
+    "config_from_args",
+    "open_endpoints",
+    "search_overrides",
+]
 
 DIALECTS = ("vllm", "llamacpp", "tgi", "openai")
 
@@ -76,6 +83,11 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RStarConfig:
+    return RStarConfig.preset(args.preset, task=args.task, **search_overrides(args))
+
+
+def search_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The RStarConfig fields the search options set (on top of the preset)."""
     overrides: dict[str, Any] = {}
     if args.rollouts:
         overrides["num_rollouts"] = args.rollouts
@@ -91,7 +103,7 @@ def config_from_args(args: argparse.Namespace) -> RStarConfig:
             overrides[key] = json.loads(raw)
         except json.JSONDecodeError:
             overrides[key] = raw
-    return RStarConfig.preset(args.preset, task=args.task, **overrides)
+    return overrides
 
 
 @dataclass

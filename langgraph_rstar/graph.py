@@ -16,7 +16,7 @@ concurrently. All state is JSON-native, so any checkpointer can pause and resume
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
@@ -34,6 +34,7 @@ from langgraph_rstar.backends import BackendLike, as_backend
 from langgraph_rstar.backends.tracing import llm_run_context
 from langgraph_rstar.config import RStarConfig, RStarContext, resolve_config
 from langgraph_rstar.discriminator import Verification, select_final, verify_candidates
+from langgraph_rstar.prompts import PromptPack
 from langgraph_rstar.search import (
     ACTIONS,
     Candidate,
@@ -116,6 +117,11 @@ def _question_from(state: Mapping[str, Any]) -> str:
     if not question:
         raise ValueError("rStar needs a non-empty question (state 'question' or a human message)")
     return question
+
+
+def render_answer(pack: PromptPack, steps: Sequence[str], answer: str | None) -> str:
+    """The text users read (the AIMessage's content): the steps, then ``Final answer: ...``."""
+    return f"{pack.render_steps(steps)}\n\nFinal answer: {answer}" if steps else str(answer)
 
 
 def _node(afunc: Callable[..., Awaitable[Any]]) -> RunnableCallable:
@@ -258,8 +264,7 @@ def create_rstar_graph(
         final = select_final(state.get("candidates") or [], state["verification"], cfg)
         runtime.stream_writer(events.final_answer(final))
         steps = final["trajectory"]
-        body = cfg.prompt_pack().render_steps(steps)
-        content = f"{body}\n\nFinal answer: {final['answer']}" if steps else str(final["answer"])
+        content = render_answer(cfg.prompt_pack(), steps, final["answer"])
         return {
             "answer": final["answer"],
             "confidence": final["confidence"],
@@ -297,4 +302,5 @@ __all__ = [
     "RStarOutput",
     "RStarState",
     "create_rstar_graph",
+    "render_answer",
 ]

@@ -20,7 +20,7 @@ from tests.conftest import QUESTIONS, rstar_responder
 from tests.scripted_server import ScriptedServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-NAMES = ("solve_one", "agent_with_rstar_node", "asyncio_batch", "tool_agent")
+NAMES = ("solve_one", "agent_with_rstar_node", "asyncio_batch", "tool_agent", "openai_sdk")
 (Q_TOM, (TOM, _)), (Q_PENS, (PENS, _)), (Q_PAGES, (PAGES, _)) = QUESTIONS.items()
 
 
@@ -55,6 +55,7 @@ def test_every_example_documents_itself_and_takes_an_endpoint(name):
         ("agent_with_rstar_node", ["--question", Q_TOM], f"The answer is {TOM}"),
         ("asyncio_batch", ["--question", Q_TOM, "--question", Q_PAGES], f"answer: {PAGES}"),
         ("tool_agent", ["--question", Q_TOM], f"Answer: {TOM}"),
+        ("openai_sdk", ["--question", Q_PENS], f"Answer: {PENS} (confidence"),
     ],
 )
 def test_example_runs_as_a_script(scripted, name, extra, expected):
@@ -127,6 +128,32 @@ def test_tool_agent_calls_the_tool_once_with_the_stand_in_model(scripted, capsys
     assert f"rStar worked it out. Answer: {PENS}" in captured.out
 
 
+def test_openai_sdk_example_streams_progress_then_the_text(scripted, capsys):
+    module = load("openai_sdk")
+    assert module.main([*endpoint(scripted), "--question", Q_TOM]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("models: rstar-fast, rstar-paper, rstar-reference_code, rstar\n")
+    plain, _, streamed = out.partition("streamed:\n")
+    assert plain.count(f"Final answer: {TOM}") == 1 and f"Answer: {TOM} (confidence" in plain
+    assert streamed.startswith(f"  rollout 1: answer {TOM}\n  rollout 2: answer {TOM}\nStep 1:")
+    assert streamed.rstrip().endswith(f"Final answer: {TOM}")
+
+
+def test_openai_sdk_example_uses_a_running_server(scripted, capsys):
+    from langgraph_rstar import OpenAICompatibleLLM
+    from langgraph_rstar.serve import create_app, running
+
+    app = create_app(OpenAICompatibleLLM(scripted.base_url, "m"), api_key="k")
+    module = load("openai_sdk")
+    with running(app) as url:
+        argv = ["--rstar-url", url, "--api-key", "k", "--question", Q_PENS, "--rollouts", "2"]
+        assert module.main(argv) == 0
+        assert module.main([*argv[:2], "--api-key", "wrong", "--question", Q_PENS]) == 2
+    captured = capsys.readouterr()
+    assert f"Answer: {PENS}" in captured.out and "Incorrect API key" in captured.err
+    assert app.state.stats.finished == 2
+
+
 def test_tool_agent_needs_langchain_openai_for_a_real_chat_model(scripted, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "langchain_openai", None)  # as if it were not installed
     module = load("tool_agent")
@@ -180,6 +207,7 @@ class FakeLocalServer:
         ("agent_with_rstar_node", Q_PENS, f"The answer is {PENS}"),
         ("asyncio_batch", Q_PAGES, f"answer: {PAGES}"),
         ("tool_agent", Q_TOM, f"Answer: {TOM}"),
+        ("openai_sdk", Q_PAGES, f"Answer: {PAGES}"),
     ],
 )
 def test_without_base_url_the_examples_start_the_embedded_server(
