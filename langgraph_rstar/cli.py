@@ -101,7 +101,13 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
         def explain(args: argparse.Namespace) -> int:
             raise ValueError(f"rstar serve needs {missing}: pip install 'langgraph-rstar[serve]'")
 
-        p = sub.add_parser("serve", help="serve rStar as an OpenAI-compatible API ([serve] extra)")
+        # Options are not parsed here: whatever was typed, the answer is the install line.
+        p = sub.add_parser(
+            "serve",
+            help="serve rStar as an OpenAI-compatible API ([serve] extra)",
+            prefix_chars="+",
+        )
+        p.add_argument("ignored", nargs="*")
         p.set_defaults(func=explain)
         return
     serve.register_cli(sub)

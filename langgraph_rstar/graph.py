@@ -16,12 +16,11 @@ concurrently. All state is JSON-native, so any checkpointer can pause and resume
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
@@ -34,6 +33,7 @@ from langgraph_rstar.backends import BackendLike, as_backend
 from langgraph_rstar.backends.tracing import llm_run_context
 from langgraph_rstar.config import RStarConfig, RStarContext, resolve_config
 from langgraph_rstar.discriminator import Verification, select_final, verify_candidates
+from langgraph_rstar.nodes import node
 from langgraph_rstar.prompts import PromptPack
 from langgraph_rstar.search import (
     ACTIONS,
@@ -49,7 +49,6 @@ from langgraph_rstar.search import (
     merge_nodes,
     path_context,
 )
-from langgraph_rstar.sync_bridge import sync_twin
 
 
 def add_usage(
@@ -122,15 +121,6 @@ def _question_from(state: Mapping[str, Any]) -> str:
 def render_answer(pack: PromptPack, steps: Sequence[str], answer: str | None) -> str:
     """The text users read (the AIMessage's content): the steps, then ``Final answer: ...``."""
     return f"{pack.render_steps(steps)}\n\nFinal answer: {answer}" if steps else str(answer)
-
-
-def _node(afunc: Callable[..., Awaitable[Any]]) -> RunnableCallable:
-    """An async node with a sync twin, so ``invoke``/``stream`` work like ``ainvoke``/``astream``.
-
-    LangGraph has no public way to give a node both bodies; its own packages (prebuilt,
-    supervisor) use ``RunnableCallable`` the same way. ``trace=False``: the task is the run.
-    """
-    return RunnableCallable(sync_twin(afunc), afunc, name=afunc.__name__, trace=False)
 
 
 def create_rstar_graph(
@@ -276,18 +266,18 @@ def create_rstar_graph(
     builder = StateGraph(
         RStarState, context_schema=RStarContext, input_schema=RStarInput, output_schema=RStarOutput
     )
-    builder.add_node("init", _node(init))
-    builder.add_node("controller", _node(controller))
+    builder.add_node("init", node(init))
+    builder.add_node("controller", node(controller))
     for action in ACTIONS:
         builder.add_node(
             action,
-            _node(make_action_node(action)),
+            node(make_action_node(action)),
             input_schema=ActionRequest,
             retry_policy=retry_policy,
         )
         builder.add_edge(action, "controller")
-    builder.add_node("discriminate", _node(discriminate), retry_policy=retry_policy)
-    builder.add_node("finalize", _node(finalize))
+    builder.add_node("discriminate", node(discriminate), retry_policy=retry_policy)
+    builder.add_node("finalize", node(finalize))
     builder.add_edge(START, "init")
     builder.add_edge("init", "controller")
     builder.add_conditional_edges("controller", dispatch, [*ACTIONS, "discriminate"])

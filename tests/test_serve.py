@@ -334,3 +334,17 @@ def test_bad_server_settings_fail_at_start_up(llm):
         create_app(llm, overrides={"num_rollouts": -1})
     with pytest.raises(TypeError, match="target must be"):
         create_app(object())
+
+
+@pytest.mark.timeout(60)
+def test_without_the_serve_extra_the_command_says_what_to_install(monkeypatch, capsys):
+    import langgraph_rstar
+    from langgraph_rstar import cli
+
+    # as if sse-starlette were not installed: serve.py is imported afresh and fails
+    monkeypatch.delattr(langgraph_rstar, "serve", raising=False)
+    monkeypatch.delitem(sys.modules, "langgraph_rstar.serve", raising=False)
+    monkeypatch.setitem(sys.modules, "sse_starlette", None)
+    assert cli.main(["serve", "--base-url", "http://127.0.0.1:9/v1"]) == 2
+    err = capsys.readouterr().err
+    assert "rstar serve needs sse_starlette: pip install 'langgraph-rstar[serve]'" in err

@@ -64,6 +64,31 @@ def test_sync_invoke_of_a_checkpointed_parent_graph(llm, tiny_config):
     assert not agent.get_state(thread).next  # finished, and the sync checkpointer saw it
 
 
+async def test_nodes_put_the_run_config_in_context_where_langgraph_does_not(
+    monkeypatch, llm, tiny_config
+):
+    # Python 3.10: LangGraph cannot hand its config to async nodes through the context, and its
+    # custom stream writer then fails. nodes.node() sets it; checked here on any Python.
+    from langchain_core.runnables.config import var_child_runnable_config
+
+    from langgraph_rstar import nodes
+
+    async def peek(state: dict) -> dict:
+        return {"seen": var_child_runnable_config.get()}
+
+    wrapped = nodes._in_run_context(peek)
+    assert "config" in inspect.signature(wrapped).parameters
+    marker = {"configurable": {"thread_id": "x"}}
+    assert (await wrapped({}, config=marker))["seen"] is marker
+    assert var_child_runnable_config.get() is None  # and unset afterwards
+
+    monkeypatch.setattr(nodes, "_CONTEXT_FROM_LANGGRAPH", False)  # the 3.10 path, end to end
+    app = create_rstar_graph(llm, config=tiny_config).compile()
+    kinds = [e["type"] async for e in app.astream({"question": Q_TOM}, stream_mode="custom")]
+    assert kinds[0] == "rstar.rollout_started" and kinds[-1] == "rstar.final_answer"
+    assert app.invoke({"question": Q_PENS})["answer"] == PENS
+
+
 # ----------------------------------------------------------------------------- schemas
 
 
@@ -104,6 +129,8 @@ def test_every_typeddict_comes_from_typing_extensions():
 
 @pytest.fixture
 def langgraph_dev(scripted, tmp_path):
+    if sys.version_info < (3, 11):
+        pytest.skip("langgraph dev's server (langgraph-api) needs Python >= 3.11")
     exe = shutil.which("langgraph", path=os.path.dirname(sys.executable))
     if exe is None:
         pytest.fail("langgraph-cli is not installed (it is in the test extra)")

@@ -132,6 +132,15 @@ def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+def checked_prompts(prompts: Sequence[str], n: int) -> list[str]:
+    """The prompts of a ``generate`` call as a list, after the checks every backend makes."""
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a sequence of strings, not a single str")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    return list(prompts)
+
+
 def split_by_length(total: int, lengths: Sequence[int]) -> list[int]:
     """Share ``total`` tokens among texts in proportion to their lengths (the sum stays exact).
 

@@ -39,6 +39,7 @@ from langgraph_rstar.backends.base import (
     Usage,
     _gather_or_cancel,
     apply_stop,
+    checked_prompts,
     split_by_length,
 )
 from langgraph_rstar.backends.tracing import current_run_context
@@ -182,10 +183,7 @@ class ChatModelLLM:
         Raises:
             BackendError: the model raised, or returned no generations.
         """
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a sequence of strings, not a single str")
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        prompts = checked_prompts(prompts, n)
         stops = [s for s in stop if s]
         settings = {
             "max_tokens": max_tokens,

@@ -37,6 +37,7 @@ from langgraph_rstar.backends.base import (
     _gather_or_cancel,
     _split,
     apply_stop,
+    checked_prompts,
     split_by_length,
 )
 from langgraph_rstar.backends.tracing import LLMRun, start_llm_run
@@ -366,11 +367,7 @@ class OpenAICompatibleLLM:
         Raises:
             BackendError: The server is unreachable, rejected the request, or replied garbage.
         """
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a sequence of strings, not a single str")
-        prompts = list(prompts)
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        prompts = checked_prompts(prompts, n)
         params = _Params(
             max_tokens=max_tokens,
             stop=[s for s in stop if s],
