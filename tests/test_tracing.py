@@ -7,6 +7,7 @@ rStar's metadata (action, node id, rollout).
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 from uuid import UUID
@@ -30,11 +31,18 @@ class RunRecorder(BaseCallbackHandler):
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.chains: dict[UUID, str] = {}
+        self.parents: dict[UUID, UUID | None] = {}
         self.llm: dict[UUID, dict[str, Any]] = {}
 
     def on_chain_start(self, serialized, inputs, *, run_id, parent_run_id=None, **kwargs):
         with self.lock:
             self.chains[run_id] = kwargs.get("name") or ""
+            self.parents[run_id] = parent_run_id
+
+    def on_tool_start(self, serialized, input_str, *, run_id, parent_run_id=None, **kwargs):
+        with self.lock:
+            self.chains[run_id] = f"tool {kwargs.get('name') or serialized.get('name')}"
+            self.parents[run_id] = parent_run_id
 
     def _start(self, kind, prompts, run_id, parent_run_id, tags, metadata, kwargs):
         with self.lock:
@@ -151,3 +159,20 @@ async def test_nobody_listening_costs_no_run():
     assert await start_llm_run("x", ["p"], model="m") is None
     with llm_run_context({"callbacks": [RunRecorder()]}):
         assert await start_llm_run("x", ["p"], model="m") is not None
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="LangChain's run context reaches tools on 3.11+"
+)
+async def test_a_tool_call_traces_the_search_under_the_tool(scripted, tiny_config):
+    from langgraph_rstar.tool import create_rstar_tool
+
+    tool = create_rstar_tool(OpenAICompatibleLLM(scripted.base_url, "scripted"), config=tiny_config)
+    recorder = RunRecorder()
+    call = {"name": tool.name, "args": {"question": Q_TOM}, "id": "call-1", "type": "tool_call"}
+    message = await tool.ainvoke(call, {"callbacks": [recorder]})
+    assert f"Answer: {TOM}" in message.content
+    runs = check_runs_match_requests(recorder, scripted, "llm")
+    (graph,) = [rid for rid, name in recorder.chains.items() if name == "LangGraph"]
+    assert recorder.chains[recorder.parents[graph]] == "tool rstar_reason"  # graph under tool
+    assert all(r["metadata"].get("rstar_action") for r in runs)
