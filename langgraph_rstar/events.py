@@ -39,6 +39,14 @@ class NodeExpanded(TypedDict):
     children: list[ExpandedChild]
 
 
+class VerificationStarted(TypedDict):
+    """The discriminator starts: ``prompts`` masked prefixes of ``candidates`` trajectories."""
+
+    type: Literal["rstar.verification_started"]
+    candidates: int
+    prompts: int
+
+
 class CandidateVerified(TypedDict):
     type: Literal["rstar.candidate_verified"]
     node_id: str
@@ -56,12 +64,18 @@ class FinalAnswer(TypedDict):
 
 
 RStarEvent = Union[  # noqa: UP007 - a runtime alias that must work on Python 3.10
-    RolloutStarted, RolloutFinished, NodeExpanded, CandidateVerified, FinalAnswer
+    RolloutStarted,
+    RolloutFinished,
+    NodeExpanded,
+    VerificationStarted,
+    CandidateVerified,
+    FinalAnswer,
 ]
 EVENT_TYPES = (
     "rstar.rollout_started",
     "rstar.rollout_finished",
     "rstar.node_expanded",
+    "rstar.verification_started",
     "rstar.candidate_verified",
     "rstar.final_answer",
 )
@@ -101,6 +115,10 @@ def node_expanded(action: str, node_id: str, nodes: Mapping[str, Any]) -> NodeEx
         "node_id": node_id,
         "children": children,
     }
+
+
+def verification_started(candidates: int, prompts: int) -> VerificationStarted:
+    return {"type": "rstar.verification_started", "candidates": candidates, "prompts": prompts}
 
 
 def candidate_verified(check: Mapping[str, Any]) -> CandidateVerified:

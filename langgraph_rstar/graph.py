@@ -211,6 +211,7 @@ def create_rstar_graph(
             pack=cfg.prompt_pack(),
             config=cfg,
             on_check=lambda check: runtime.stream_writer(events.candidate_verified(check)),
+            on_start=lambda n, k: runtime.stream_writer(events.verification_started(n, k)),
         )
         return {
             "candidates": candidates,

@@ -84,6 +84,8 @@ async def _evaluate_item(
         )
         record["selection"] = out.get("selection")
         record["trajectory"] = out.get("trajectory")
+        # The whole search, for `rstar report --html`.
+        record["tree"] = out.get("tree")
         record["verification"] = out.get("verification")
     if "outputs" in out:
         record["outputs"] = out["outputs"]
@@ -232,7 +234,9 @@ async def run_eval(
     sampled answers), ``usage`` (``target`` / ``discriminator``: requests, prompt_tokens,
     completion_tokens), ``wall_seconds``, ``error`` (null, or the failure message), ``finished``;
     cot/sc add ``outputs`` (the raw solutions); rStar methods add ``generator_answer``,
-    ``generator_confidence``, ``generator_correct``, ``selection`` and ``trajectory``.
+    ``generator_confidence``, ``generator_correct``, ``selection``, ``trajectory``, ``tree``
+    (the search tree: node id -> node, as in ``RStarResult.tree``) and ``verification`` (the
+    discriminator's checks, as in ``RStarResult.verification``).
 
     Args:
         args: Parsed ``rstar eval`` options.
@@ -344,7 +348,7 @@ def _write_settings(
         "data_sha256": _sha256(data_path),
         "config": wanted["config"],
         "endpoint": ends.description,
-        "model": getattr(args, "model", None),
+        "model": getattr(ends.target, "model", None),
         "started": settings.get("started", session["started"]),
         "package_version": __version__,
         "sessions": [*settings.get("sessions", []), session],
