@@ -6,7 +6,7 @@ Every event is a plain dict with a ``type`` key, so it survives any transport (S
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, TypedDict, Union
+from typing import Any, Literal, TypedDict, TypeGuard, Union
 
 
 class RolloutStarted(TypedDict):
@@ -141,5 +141,5 @@ def final_answer(final: Mapping[str, Any]) -> FinalAnswer:
     }
 
 
-def is_rstar_event(obj: Any) -> bool:
+def is_rstar_event(obj: Any) -> TypeGuard[RStarEvent]:
     return isinstance(obj, Mapping) and obj.get("type") in EVENT_TYPES

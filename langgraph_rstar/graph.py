@@ -119,7 +119,7 @@ def create_rstar_graph(
     discriminator: LLMBackend | None = None,
     config: RStarConfig | None = None,
     retry_policy: RetryPolicy | None = None,
-) -> StateGraph:
+) -> StateGraph[RStarState, RStarContext, RStarInput, RStarOutput]:
     """Build the rStar graph (uncompiled: you choose the checkpointer, cache and name).
 
     Args:

@@ -21,7 +21,7 @@ import os
 import random
 import re
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -520,6 +520,8 @@ class OpenAICompatibleLLM:
     async def _request(self, prompts: list[str], k: int, params: _Params) -> list[list[Completion]]:
         state = self._state()
         kwargs = self._request_kwargs(prompts, k, params)
+        # Both endpoints' raw-response creators take the request as keyword arguments.
+        create: Callable[..., Awaitable[Any]]
         if self.api == "chat":
             create = state.client.chat.completions.with_raw_response.create
         else:
@@ -549,7 +551,7 @@ class OpenAICompatibleLLM:
         )
         where = f"{self.base_url} (model {self.model!r})"
         try:
-            raw = await retrying(attempt)
+            raw: Any = await retrying(attempt)
         except openai.APIStatusError as exc:
             message = _error_text(exc)
             if _is_retryable(exc):

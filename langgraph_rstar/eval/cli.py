@@ -28,7 +28,7 @@ def _report_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``rstar eval`` and ``rstar report`` to the ``rstar`` command."""
     from langgraph_rstar.endpoints import add_endpoint_args
 

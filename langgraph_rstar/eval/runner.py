@@ -300,8 +300,12 @@ async def run_eval(
                 )
             if todo:
                 async with contextlib.AsyncExitStack() as stack:
-                    ends = endpoints or await stack.enter_async_context(
-                        open_endpoints(args, status=None if quiet else err.print)
+                    ends = (
+                        endpoints
+                        if endpoints is not None
+                        else await stack.enter_async_context(
+                            open_endpoints(args, status=None if quiet else err.print)
+                        )
                     )
                     _write_settings(run_dir, settings, wanted, args, ends, items)
                     await _run_items(
@@ -370,13 +374,14 @@ async def _run_items(
 ) -> None:
     sem = asyncio.Semaphore(args.concurrency)
     max_in_a_row = args.max_consecutive_errors
-    state = {"in_a_row": 0, "last_error": ""}
+    in_a_row, last_error = 0, ""
     abort = asyncio.Event()
     label = f"{args.method}/{args.dataset}"
 
     with _Progress(err, total, finished, label, enabled=not quiet) as progress:
 
         async def one(item: Item) -> None:
+            nonlocal in_a_row, last_error
             async with sem:
                 if abort.is_set():
                     return
@@ -384,16 +389,16 @@ async def _run_items(
             log.append(record)  # durable before it is counted anywhere
             progress.add(record)
             if record["error"]:
-                state["in_a_row"] += 1
-                state["last_error"] = record["error"]
-                if max_in_a_row and state["in_a_row"] >= max_in_a_row:
+                in_a_row += 1
+                last_error = record["error"]
+                if max_in_a_row and in_a_row >= max_in_a_row:
                     abort.set()
             else:
-                state["in_a_row"] = 0
+                in_a_row = 0
 
         await asyncio.gather(*(one(it) for it in todo))
     if abort.is_set():
         raise EvalError(
-            f"{state['in_a_row']} questions in a row failed (last: {state['last_error']}); "
+            f"{in_a_row} questions in a row failed (last: {last_error}); "
             "stopped. Finished results are kept: fix the endpoint and rerun the same command."
         )

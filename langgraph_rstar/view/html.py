@@ -34,7 +34,7 @@ def _env() -> Environment:
 
 @lru_cache(maxsize=8)
 def _asset(name: str) -> str:
-    return resources.files("langgraph_rstar.view").joinpath("assets", name).read_text("utf-8")
+    return (resources.files("langgraph_rstar.view") / "assets" / name).read_text("utf-8")
 
 
 def render_search_html(search: Mapping[str, Any], *, title: str | None = None) -> str:

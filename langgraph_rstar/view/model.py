@@ -35,7 +35,7 @@ ACTION_LABELS: dict[str, str] = {
     "a4_reanswer_subquestion": "A4 re-answer",
     "a5_rephrase_question": "A5 rephrase",
 }
-_ACTION_CODES = {action: f"a{i}" for i, action in enumerate(ACTIONS, 1)}
+_ACTION_CODES: dict[str, str] = {action: f"a{i}" for i, action in enumerate(ACTIONS, 1)}
 
 
 @dataclass
