@@ -290,3 +290,14 @@ async def test_the_live_view_shows_the_discriminator_phase_as_soon_as_it_starts(
         shown = buffer.getvalue()
     assert "verify" in shown
     assert f"{events[start]['prompts']} masked completions of {len(checks)} candidates" in shown
+
+
+def test_readme_and_examples_stay_inside_the_repository():
+    readme = (ROOT / "README.md").read_text()
+    texts = [readme, *(p.read_text() for p in (ROOT / "examples").glob("*.py"))]
+    assert not any("../shared" in t or "/work/" in t for t in texts)
+    assert "pip install langgraph-rstar " not in readme  # not on PyPI: install from a checkout
+    assert "pip wheel --no-deps -w dist ." in readme
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert (ROOT / "langgraph_rstar" / "py.typed").is_file()
+    assert (ROOT / "docs" / "search-view.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

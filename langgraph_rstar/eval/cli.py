@@ -48,8 +48,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data",
         required=True,
-        metavar="FILE.jsonl",
-        help="JSONL with id, question, answer per line",
+        metavar="FILE",
+        help="JSONL with id, question, answer per line, or the dataset's public release as "
+        "downloaded (.jsonl/.json/.parquet, or a datasets.save_to_disk folder); see README",
     )
     p.add_argument(
         "--method",

@@ -263,7 +263,7 @@ async def run_eval(
         raise EvalError("--concurrency must be >= 1")
     if args.sc_k < 1:
         raise EvalError("--sc-k must be >= 1")
-    items = load_dataset(args.data, args.limit)
+    items = load_dataset(args.data, args.limit, dataset=args.dataset)
     cfg = _eval_config(args)
     sc_k = args.sc_k if args.method == "sc" else None
     run_dir = Path(args.out)
