@@ -29,7 +29,6 @@ Responder = Callable[[str, dict[str, Any]], "str | Sequence[str]"]
 # (trailing whitespace is a token of its own).
 _TOKEN_RE = re.compile(r"\s*\S+|\s+")
 EOS_TOKEN = ""  # llama.cpp reports the end-of-generation token as an empty string in logprobs
-_REQUEST = threading.local()  # the HTTP headers of the request a handler thread is serving
 
 
 def count_tokens(text: str) -> int:
@@ -112,8 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
             n_tokens = count_tokens(str(body.get("content", "")))
             self._send(200, {"tokens": list(range(1, n_tokens + 1))})
             return
-        # _handle keeps its (path, body) signature for subclasses; the headers go beside it.
-        _REQUEST.headers = {k.lower(): v for k, v in self.headers.items()}
+        self.server.scripted._request_headers.value = {
+            k.lower(): v for k, v in self.headers.items()
+        }
         status, payload, raw_out = self.server.scripted._handle(path, body)
         self._send(status, payload, raw=raw_out)
 
@@ -166,6 +166,7 @@ class ScriptedServer:
         self.models = list(models)
         self.tokenize_calls = 0
         self.log: list[RequestRecord] = []
+        self._request_headers = threading.local()  # the headers of this thread's request
         self._lock = threading.Lock()
         self._faults: list[tuple[str, int, str | None]] = []
         self._httpd: _Server | None = None
@@ -246,7 +247,7 @@ class ScriptedServer:
         n = int(body.get("n") or 1)
         max_tokens = body.get("max_tokens")
         rec = RequestRecord(path, body, prompts, n, stop, max_tokens, time.monotonic())
-        rec.headers = dict(getattr(_REQUEST, "headers", {}))
+        rec.headers = dict(getattr(self._request_headers, "value", None) or {})
         with self._lock:
             self.log.append(rec)
             fault = self._faults.pop(0) if self._faults else None
