@@ -1,4 +1,4 @@
-"""Make docs/search-view.html and docs/search-view.png: a 32-rollout `paper` search, as the view.
+"""Make docs/search-view.png: a 32-rollout `paper` search in the HTML view, in a real browser.
 
 The search runs on the statistical world of the tests (a scripted OpenAI-compatible server on
 127.0.0.1 whose samples are right with probability 0.3), so it takes seconds and is the same
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,19 +22,9 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 
 from langgraph_rstar import OpenAICompatibleLLM, RStarConfig, asolve  # noqa: E402
 from langgraph_rstar.view import write_search_html  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from tests.scripted_server import ScriptedServer  # noqa: E402
 from tests.statistical_world import StatisticalWorld, world_question  # noqa: E402
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def main() -> None:
@@ -42,13 +33,13 @@ def main() -> None:
         llm = OpenAICompatibleLLM(server.base_url, "statistical-world", max_retries=0)
         config = RStarConfig.preset("paper")
         result = asyncio.run(asolve(world_question(7), target=llm, config=config))
-    html = write_search_html(result.to_dict(), ROOT / "docs" / "search-view.html")
+    html = write_search_html(result.to_dict(), Path(tempfile.mkdtemp()) / "search-view.html")
     print(
         f"{html}: {len(result.tree)} nodes, answer {result.answer} ({result.selection}), "
         f"right answer {world.right_answer(7)}"
     )
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1050})
         page.goto(html.as_uri())
         page.click("#collapse-all")  # the root's children, then the way to the chosen node

@@ -124,16 +124,9 @@ def _write_html(search: dict[str, Any], path: str, console: Any) -> None:
 
 
 def _serve_local(args: argparse.Namespace) -> int:
-    from langgraph_rstar.local import serve
+    from langgraph_rstar.local import serve_from_args
 
-    serve(
-        args.model,
-        host=args.host,
-        port=args.port,
-        parallel=args.parallel,
-        ctx=args.ctx,
-        threads=args.threads,
-    )
+    serve_from_args(args)
     return 0
 
 
@@ -162,26 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress view")
     p.set_defaults(func=lambda a: asyncio.run(_solve(a)))
 
+    from langgraph_rstar.local import add_server_args  # no heavy imports: xllamacpp loads lazily
+
     p = sub.add_parser("serve-local", help="run the embedded llama.cpp server in the foreground")
-    p.add_argument(
-        "--model",
-        default="qwen2.5-coder-0.5b",
-        help="qwen2.5-coder-0.5b | qwen2.5-coder-1.5b | PATH.gguf",
-    )
-    p.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface: the "
-        "server has no authentication)",
-    )
-    p.add_argument("--port", type=int, default=8089, help="TCP port (default 8089)")
-    p.add_argument(
-        "--parallel", type=int, default=8, help="server slots: requests and n served at once"
-    )
-    p.add_argument(
-        "--ctx", type=int, default=None, help="total context in tokens shared by the slots"
-    )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all usable)")
+    add_server_args(p, port=8089)
     p.set_defaults(func=_serve_local)
 
     from langgraph_rstar import eval as rstar_eval  # imports its heavy deps lazily

@@ -12,7 +12,6 @@ import io
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -219,47 +218,6 @@ def test_retry_warnings_do_not_reach_stderr_unless_logging_is_configured():
         timeout=60,
     )
     assert loud.stderr.count("failed (Connection error.); retrying") == 3
-
-
-# ------------------------------------------------------------------ serve-local --host
-
-FAKE_SERVER = textwrap.dedent(
-    """
-    import sys, types
-    from langgraph_rstar import local
-
-    class Server:  # stands in for xllamacpp.Server: reports where it was asked to listen
-        def __init__(self, params):
-            self.listening_address = f"http://{params.hostnames[0]}:{params.port or 1}"
-
-    class Params:
-        def __init__(self):
-            self.model = types.SimpleNamespace(path=None)
-            self.cpuparams = types.SimpleNamespace(n_threads=None)
-            self.cpuparams_batch = types.SimpleNamespace(n_threads=None)
-
-    sys.modules["xllamacpp"] = types.SimpleNamespace(Server=Server, CommonParams=Params)
-    local._require_xllamacpp = lambda model: None
-    local.resolve_model = lambda model: model
-    from langgraph_rstar.cli import main
-    main(sys.argv[1:])
-    """
-)
-
-
-def test_serve_local_listens_on_the_host_it_is_given():
-    proc = subprocess.Popen(
-        [sys.executable, "-c", FAKE_SERVER, "serve-local", "--host", "0.0.0.0", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "READY http://0.0.0.0:1/v1"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 # ----------------------------------------------------------- the discriminator in the view

@@ -23,21 +23,11 @@ from langgraph_rstar import OpenAICompatibleLLM, RStarConfig, asolve
 from langgraph_rstar.cli import main as cli_main
 from langgraph_rstar.search import collect_candidates
 from langgraph_rstar.view import build_view, render_search_html, write_records_html
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import QUESTIONS, rstar_responder
 from tests.scripted_server import ScriptedServer
 from tests.statistical_world import StatisticalWorld, world_question
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 Q_TOM, (TOM, _) = next(iter(QUESTIONS.items()))
 PAYLOAD = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 
