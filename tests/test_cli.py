@@ -138,6 +138,20 @@ def test_openai_environment_variables_and_the_single_listed_model_are_used(capsy
     assert {p.headers.get("authorization") for p in posts} == {"Bearer sk-from-env"}
 
 
+async def test_the_backend_reads_openai_base_url_and_api_key_when_not_given(scripted, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", scripted.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-library")
+    llm = OpenAICompatibleLLM(None, "m", max_retries=0)
+    assert llm.base_url == scripted.base_url and llm.api_key == "sk-library"
+    await llm.generate(["Question: x\nStep 1:"], max_tokens=4)
+    assert scripted.posts[0].headers["authorization"] == "Bearer sk-library"
+    assert await llm.list_models() == ["scripted"]
+    await llm.aclose()
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    with pytest.raises(ValueError, match="base_url is required"):
+        OpenAICompatibleLLM(None, "m")
+
+
 def test_explicit_options_win_over_the_environment(capsys, monkeypatch):
     with ScriptedServer(rstar_responder, models=["a", "b"]) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # would fail
