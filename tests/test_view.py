@@ -307,3 +307,25 @@ def test_records_without_trees_get_an_index_without_links(tmp_path):
     )
     text = index.read_text()
     assert "&lt;b&gt;q&lt;/b&gt;" in text and "<a href" not in text
+
+
+class BreaksAfter(ScriptedServer):
+    """Answers normally for ``ok`` requests, then sends replies without choices."""
+
+    ok = 6
+
+    def _handle(self, path, body):
+        if len(self.posts) >= self.ok:
+            self.malformed_next()
+        return super()._handle(path, body)
+
+
+def test_a_failed_solve_still_writes_the_partial_search(tmp_path, capsys):
+    html = tmp_path / "partial.html"
+    with BreaksAfter(rstar_responder) as server:
+        argv = ["solve", Q_TOM, "--base-url", server.base_url, "--model", "m", "--json"]
+        code = cli([*argv, "--rollouts", "4", "--html", str(html)])
+    failure = json.loads(capsys.readouterr().out)
+    assert code == 2 and failure["type"] == "run_failed"
+    page = html.read_text()
+    assert Q_TOM in page and page.count('class="node') > 1  # the tree so far, to look at
