@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 Q      ?= A baker makes 24 muffins. She sells 18 of them and then bakes 30 more. How many muffins does she have now?
 ARGS   ?=
 
-.PHONY: setup solve test unit lint format clean
+.PHONY: setup solve test unit lint typecheck wheel-check format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check langgraph_rstar tests examples benchmarks
 	$(BIN)/ruff format --check langgraph_rstar tests examples benchmarks
+
+# mypy over the package (configured in pyproject.toml); CI requires 0 errors.
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# Build the wheel, install it into a clean venv, run `rstar --version` and a scripted-server solve.
+wheel-check: $(STAMP)
+	PYTHON=$(BIN)/python bash .ci/check-wheel
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

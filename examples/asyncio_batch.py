@@ -4,9 +4,8 @@ What it shows: one ``OpenAICompatibleLLM`` serving many concurrent searches (its
 ``max_in_flight`` bounds the open requests; the server batches them), and per-question answer,
 confidence and wall time next to the total wall time.
 
-Questions: ``--question`` (repeatable), else the first ``--limit`` questions of
-``../shared/data/gsm8k/dev.jsonl`` when it exists (only the ``question`` field is read), else
-three built-in ones.
+Questions: ``--question`` (repeatable), else the first ``--limit`` questions of ``--data FILE``
+(any dataset file ``rstar eval`` reads; only the questions are read), else three built-in ones.
 
 Run it against an OpenAI-compatible completions endpoint::
 
@@ -19,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -27,6 +25,7 @@ from pathlib import Path
 
 from langgraph_rstar import RStarConfig, RStarError, RStarResult, asolve
 from langgraph_rstar.backends import LLMBackend
+from langgraph_rstar.eval import EvalError, load_dataset
 from langgraph_rstar.local import LocalServerError, llm_or_local
 
 BUILTIN_QUESTIONS = [
@@ -34,17 +33,13 @@ BUILTIN_QUESTIONS = [
     "A box holds 4 pens. How many pens are in 3 boxes?",
     "Sara reads 10 pages a day. How many pages does she read in 7 days?",
 ]
-DATA_NAME = Path("shared", "data", "gsm8k", "dev.jsonl")
 
 
-def default_questions(limit: int) -> list[str]:
-    repo = Path(__file__).resolve().parent.parent
-    for path in (repo.parent / DATA_NAME, Path.cwd().parent / DATA_NAME):
-        if path.is_file():
-            with path.open(encoding="utf-8") as f:
-                rows = [json.loads(line) for line in f if line.strip()]
-            return [row["question"] for row in rows[:limit]]
-    return BUILTIN_QUESTIONS[:limit]
+def default_questions(limit: int, data: Path | None = None) -> list[str]:
+    """The first ``limit`` questions of a dataset file (answers unread), else built-in ones."""
+    if data is None:
+        return BUILTIN_QUESTIONS[:limit]
+    return [item.question for item in load_dataset(data, limit=limit)]
 
 
 async def timed_solve(
@@ -69,7 +64,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--base-url", help="OpenAI-compatible URL (default: embedded model)")
     parser.add_argument("--model", default="default", help="model name sent to the endpoint")
     parser.add_argument("--question", action="append", help="a question (repeatable)")
-    parser.add_argument("--limit", type=int, default=3, help="dev questions to take (default 3)")
+    parser.add_argument("--data", type=Path, help="a dataset file (JSONL: id, question, answer)")
+    parser.add_argument("--limit", type=int, default=3, help="questions to take (default 3)")
     parser.add_argument("--rollouts", type=int, default=4, help="MCTS rollouts (default 4)")
     parser.add_argument("--max-in-flight", type=int, default=16, help="open requests at most")
     return parser.parse_args(argv)
@@ -77,7 +73,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    questions = args.question or default_questions(args.limit)
+    try:
+        questions = args.question or default_questions(args.limit, args.data)
+    except EvalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     config = RStarConfig.preset("fast", num_rollouts=args.rollouts)
     start = time.perf_counter()
     try:

@@ -3,9 +3,9 @@
 What it shows: ``asolve`` on a single question, progress events, and
 ``langgraph_rstar.progress.render_tree`` on the finished search tree.
 
-The question is the first line of ``../shared/data/gsm8k/dev.jsonl`` when that file exists
-(only its ``question`` field is read: rStar never sees a label), else a built-in one;
-``--question`` overrides both.
+The question is ``--question``, else the first question of ``--data FILE`` (any dataset file
+``rstar eval`` reads, e.g. GSM8K's ``test.jsonl``; only the question is read: rStar never sees a
+label), else a built-in one.
 
 Run it against any OpenAI-compatible completions endpoint (vLLM, llama.cpp, TGI, ...)::
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 from rich.console import Console
 
 from langgraph_rstar import RStarConfig, RStarError, asolve
+from langgraph_rstar.eval import EvalError, load_dataset
 from langgraph_rstar.local import LocalServerError, llm_or_local
 from langgraph_rstar.progress import render_tree
 
@@ -37,24 +37,13 @@ BUILTIN_QUESTION = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in "
     "May. How many clips did Natalia sell altogether in April and May?"
 )
-DATA_NAME = Path("shared", "data", "gsm8k", "dev.jsonl")
 
 
-def default_data_paths() -> list[Path]:
-    """``../shared/data/gsm8k/dev.jsonl`` next to the repository, or next to the cwd."""
-    repo = Path(__file__).resolve().parent.parent
-    return [repo.parent / DATA_NAME, Path.cwd().parent / DATA_NAME]
-
-
-def default_question(paths: Sequence[Path] | None = None) -> str:
-    """The question of the first line of the first data file that exists, else a built-in."""
-    for path in paths if paths is not None else default_data_paths():
-        if path.is_file():
-            with path.open(encoding="utf-8") as f:
-                first = f.readline()
-            if first.strip():
-                return json.loads(first)["question"]
-    return BUILTIN_QUESTION
+def default_question(data: Path | None = None) -> str:
+    """The first question of a dataset file (its answer is never read), else a built-in one."""
+    if data is None:
+        return BUILTIN_QUESTION
+    return load_dataset(data, limit=1)[0].question
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -67,7 +56,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=["vllm", "llamacpp", "tgi", "openai"],
         help="server kind, for its sampling options (default vllm)",
     )
-    parser.add_argument("--question", help="the question (default: first GSM8K dev question)")
+    parser.add_argument("--question", help="the question (default: --data's first, or built in)")
+    parser.add_argument("--data", type=Path, help="a dataset file (JSONL: id, question, answer)")
     parser.add_argument("--rollouts", type=int, default=4, help="MCTS rollouts (default 4)")
     parser.add_argument("--no-discriminator", action="store_true", help="skip the check")
     return parser.parse_args(argv)
@@ -75,7 +65,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    question = args.question or default_question()
+    try:
+        question = args.question or default_question(args.data)
+    except EvalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     config = RStarConfig.preset(
         "fast", num_rollouts=args.rollouts, use_discriminator=not args.no_discriminator
     )

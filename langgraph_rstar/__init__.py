@@ -5,7 +5,12 @@ Quick start::
     from langgraph_rstar import OpenAICompatibleLLM, RStarConfig, asolve
     llm = OpenAICompatibleLLM("http://localhost:8000/v1", "Qwen/Qwen2.5-1.5B-Instruct")
     result = await asolve("A farmer has 12 cows ...", target=llm, config=RStarConfig.preset("fast"))
+
+The package logs through the ``langgraph_rstar`` logger (retries, server quirks) and, as a library,
+shows nothing by default; ``logging.basicConfig(level=logging.INFO)`` or your own handler shows it.
 """
+
+import logging
 
 from langgraph_rstar.api import RStarError, RStarResult, asolve, solve
 from langgraph_rstar.backends import (
@@ -44,4 +49,7 @@ __all__ = [
     "create_rstar_graph",
     "solve",
 ]
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the package version (pyproject.toml reads it from here)
+
+# A library's logger stays silent unless the application configures logging.
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -104,7 +104,7 @@ def _voted_fields(v: Voted) -> dict[str, Any]:
 
 def _result(ctx: PathContext, action: Action, children: list[TreeNode], usage: Usage):
     nodes: dict[str, TreeNode] = {c["id"]: c for c in children}
-    nodes[ctx["node_id"]] = {"children": {action: [c["id"] for c in children]}}  # type: ignore
+    nodes[ctx["node_id"]] = {"children": {action: [c["id"] for c in children]}}
     return ActionResult(nodes=nodes, usage=usage.as_dict())
 
 

@@ -10,13 +10,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
 from langgraph_rstar.backends import BackendLike
 from langgraph_rstar.config import RStarConfig, resolve_config
 from langgraph_rstar.events import RStarEvent, is_rstar_event
-from langgraph_rstar.graph import create_rstar_graph
+from langgraph_rstar.graph import RStarInput, create_rstar_graph
 from langgraph_rstar.search import Candidate, TreeNode
 
 EventHandler = Callable[[RStarEvent], Any] | Callable[[RStarEvent], Awaitable[Any]]
@@ -131,9 +132,9 @@ async def asolve(
     app = create_rstar_graph(target, discriminator=discriminator, config=cfg).compile(
         checkpointer=saver
     )
-    run_config = {"configurable": {"thread_id": thread}}
+    run_config: RunnableConfig = {"configurable": {"thread_id": thread}}
     previous = await app.aget_state(run_config)
-    graph_input: dict[str, Any] | None = {"question": question}
+    graph_input: RStarInput | None = {"question": question}
     if previous.next:  # an unfinished run on this thread: resume it, but only for its question
         asked = (previous.values or {}).get("question")
         if asked is not None and asked.strip() != question.strip():

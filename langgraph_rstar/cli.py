@@ -4,16 +4,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
+from langgraph_rstar import __version__
 from langgraph_rstar.backends import BackendError
 
 # Re-exported: the endpoint plumbing lived here before it moved to langgraph_rstar.endpoints.
 from langgraph_rstar.endpoints import DIALECTS as DIALECTS
 from langgraph_rstar.endpoints import Endpoints as Endpoints
 from langgraph_rstar.endpoints import add_endpoint_args, config_from_args, open_endpoints
+
+# Set while the command line asks for --json: every failure is then one JSON object on stdout.
+_JSON_ERRORS: contextvars.ContextVar[bool] = contextvars.ContextVar("json_errors", default=False)
+
+
+def _print_error(message: str, kind: str, **extra: Any) -> None:
+    """A failure for the terminal (stderr) and, with --json, as ``{"error": ...}`` on stdout."""
+    print(f"rstar: error: {message}", file=sys.stderr)
+    if _JSON_ERRORS.get():
+        print(json.dumps({"error": message, "type": kind, **extra}, indent=2))
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are JSON too when --json was given."""
+
+    def error(self, message: str) -> NoReturn:
+        if _JSON_ERRORS.get():
+            self.print_usage(sys.stderr)
+            _print_error(message, "usage")
+            self.exit(2)
+        super().error(message)
 
 
 async def _solve(args: argparse.Namespace) -> int:
@@ -43,13 +67,20 @@ async def _solve(args: argparse.Namespace) -> int:
                     on_event=progress.on_event,
                 )
             except RStarError as exc:
-                err.print(f"[red]error:[/red] {exc}")
+                partial = exc.partial.to_dict() if exc.partial is not None else None
+                if partial is not None and args.html and partial.get("tree"):
+                    _write_html(partial, args.html, err)
+                if partial is not None and not args.full:
+                    partial.pop("tree")
+                _print_error(str(exc), "run_failed", thread_id=exc.thread_id, partial=partial)
                 if exc.partial is not None and exc.partial.tree:
                     err.print(
                         f"[dim]{len(exc.partial.tree)} tree nodes were computed before "
                         "the failure[/dim]"
                     )
                 return 2
+    if args.html:
+        _write_html(result.to_dict(), args.html, None if quiet else err)
     if args.json:
         payload = result.to_dict()
         if not args.full:
@@ -84,10 +115,18 @@ async def _solve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_local(args: argparse.Namespace) -> int:
-    from langgraph_rstar.local import serve
+def _write_html(search: dict[str, Any], path: str, console: Any) -> None:
+    from langgraph_rstar.view import write_search_html
 
-    serve(args.model, port=args.port, parallel=args.parallel, ctx=args.ctx, threads=args.threads)
+    out = write_search_html(search, path)
+    if console is not None:
+        console.print(f"[dim]search view: {out}[/dim]")
+
+
+def _serve_local(args: argparse.Namespace) -> int:
+    from langgraph_rstar.local import serve_from_args
+
+    serve_from_args(args)
     return 0
 
 
@@ -114,28 +153,34 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rstar", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _ArgumentParser(prog="rstar", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}", help="print the version"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("solve", help="solve one question with rStar")
-    p.add_argument("question")
+    p.add_argument("question", help="the question to solve (quote it)")
     add_endpoint_args(p)
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print the result as one JSON object (failures too: {"error": ...})',
+    )
     p.add_argument("--full", action="store_true", help="with --json, include the whole tree")
     p.add_argument("--tree", action="store_true", help="print the search tree")
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write the search as a self-contained HTML page (tree, candidates, verdicts)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress view")
     p.set_defaults(func=lambda a: asyncio.run(_solve(a)))
 
+    from langgraph_rstar.local import add_server_args  # no heavy imports: xllamacpp loads lazily
+
     p = sub.add_parser("serve-local", help="run the embedded llama.cpp server in the foreground")
-    p.add_argument(
-        "--model",
-        default="qwen2.5-coder-0.5b",
-        help="qwen2.5-coder-0.5b | qwen2.5-coder-1.5b | PATH.gguf",
-    )
-    p.add_argument("--port", type=int, default=8089)
-    p.add_argument("--parallel", type=int, default=8)
-    p.add_argument("--ctx", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None)
+    add_server_args(p, port=8089)
     p.set_defaults(func=_serve_local)
 
     from langgraph_rstar import eval as rstar_eval  # imports its heavy deps lazily
@@ -146,21 +191,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    token = _JSON_ERRORS.set("--json" in argv)
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, BackendError) as exc:
-        print(f"rstar: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # noqa: BLE001 - last-resort message for the terminal
-        from langgraph_rstar.local import LocalServerError
-
-        if isinstance(exc, LocalServerError):
-            print(f"rstar: error: {exc}", file=sys.stderr)
+        args = build_parser().parse_args(argv)
+        try:
+            return int(args.func(args) or 0)
+        except (ValueError, BackendError) as exc:
+            _print_error(str(exc), type(exc).__name__)
             return 2
-        raise
+        except KeyboardInterrupt:
+            return 130
+        except Exception as exc:  # noqa: BLE001 - last-resort message for the terminal
+            from langgraph_rstar.local import LocalServerError
+
+            if isinstance(exc, LocalServerError):
+                _print_error(str(exc), type(exc).__name__)
+                return 2
+            raise
+    finally:
+        _JSON_ERRORS.reset(token)
 
 
 if __name__ == "__main__":

@@ -245,9 +245,10 @@ class RStarConfig:
 _FIELD_TYPES = get_type_hints(RStarConfig)
 
 # Per-run overrides, the graph's `context_schema`: any RStarConfig field, all optional.
-RStarContext = TypedDict(  # type: ignore[misc]
+RStarContext = TypedDict(
     "RStarContext",
-    {"preset": str, **{f.name: _FIELD_TYPES[f.name] for f in dataclasses.fields(RStarConfig)}},
+    # Built from the dataclass so the two never drift; a checker cannot read computed keys.
+    {"preset": str, **{f.name: _FIELD_TYPES[f.name] for f in dataclasses.fields(RStarConfig)}},  # type: ignore[misc]
     total=False,
 )
 RStarContext.__doc__ = (

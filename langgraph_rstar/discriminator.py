@@ -145,8 +145,12 @@ async def verify_candidates(
     pack: PromptPack,
     config: RStarConfig,
     on_check: Callable[[Check], Any] | None = None,
+    on_start: Callable[[int, int], Any] | None = None,
 ) -> Verification:
-    """Run the mutual-consistency check on every distinct candidate (all prompts at once)."""
+    """Run the mutual-consistency check on every distinct candidate (all prompts at once).
+
+    ``on_start(candidates, prompts)`` is called before the requests go out (progress views).
+    """
     usage = Usage()
     pool = distinct_candidates(candidates)
     if not config.use_discriminator:
@@ -168,6 +172,8 @@ async def verify_candidates(
             question, cand["steps"], pack, mode=config.mask_mode, ratios=ratios, limit=limit
         ):
             jobs.append((i, prompt, prefix))
+    if on_start is not None:
+        on_start(len(pool), len(jobs))
     gen = await llm.generate(
         [p for _, p, _ in jobs],
         n=1,

@@ -10,13 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import difflib
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from langgraph_rstar.backends import LLMBackend, OpenAICompatibleLLM
+from langgraph_rstar.backends.openai_compat import Dialect
 from langgraph_rstar.config import PRESETS, RStarConfig
 
 __all__ = [
@@ -31,17 +34,44 @@ __all__ = [
 DIALECTS = ("vllm", "llamacpp", "tgi", "openai")
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    """argparse type for --extra-body: a JSON object."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object such as '{\"min_p\": 0.05}'")
+    return value
+
+
 def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
     """Endpoint options shared by `solve` and `eval` (no --base-url = the embedded model)."""
     g = parser.add_argument_group("target model (generator)")
     g.add_argument(
         "--base-url",
-        help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1 "
-        "(default: start the embedded llama.cpp server)",
+        default=None,
+        help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1 (default: "
+        "$RSTAR_TARGET_BASE_URL, else $OPENAI_BASE_URL, else start the embedded llama.cpp server)",
     )
-    g.add_argument("--model", default=os.environ.get("RSTAR_TARGET_MODEL", "default"))
-    g.add_argument("--api-key", default=os.environ.get("RSTAR_TARGET_API_KEY", "EMPTY"))
-    g.add_argument("--api", choices=("completions", "chat"), default="completions")
+    g.add_argument(
+        "--model",
+        default=None,
+        help="model name sent with every request (default: $RSTAR_TARGET_MODEL, else the "
+        "server's model when /v1/models lists exactly one)",
+    )
+    g.add_argument(
+        "--api-key",
+        default=None,
+        help="API key (default: $RSTAR_TARGET_API_KEY, else $OPENAI_API_KEY, else 'EMPTY')",
+    )
+    g.add_argument(
+        "--api",
+        choices=("completions", "chat"),
+        default="completions",
+        help="completions: raw few-shot prompts, like the paper (default); chat: each prompt "
+        "as one user message, for chat-only servers",
+    )
     g.add_argument(
         "--dialect",
         choices=DIALECTS,
@@ -49,13 +79,34 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
         help="sampling-extras dialect (default: vllm; llamacpp for the embedded server)",
     )
     g.add_argument("--max-in-flight", type=int, default=32, help="requests in flight per endpoint")
+    g.add_argument(
+        "--extra-body",
+        type=_json_object,
+        default=None,
+        metavar="JSON",
+        help="extra JSON fields merged into every request body, e.g. '{\"min_p\": 0.05}'",
+    )
     d = parser.add_argument_group("discriminator model (default: the target)")
-    d.add_argument("--discriminator-base-url")
-    d.add_argument("--discriminator-model")
-    d.add_argument("--discriminator-api-key")
-    d.add_argument("--discriminator-api", choices=("completions", "chat"))
-    d.add_argument("--discriminator-dialect", choices=DIALECTS)
-    e = parser.add_argument_group("embedded model (used when --base-url is not given)")
+    d.add_argument("--discriminator-base-url", help="base URL (default: the target's)")
+    d.add_argument(
+        "--discriminator-model",
+        help="model name (default: the target's; with its own --discriminator-base-url, the "
+        "server's only model)",
+    )
+    d.add_argument("--discriminator-api-key", help="API key (default: the target's)")
+    d.add_argument(
+        "--discriminator-api", choices=("completions", "chat"), help="API (default: the target's)"
+    )
+    d.add_argument(
+        "--discriminator-dialect", choices=DIALECTS, help="dialect (default: the target's)"
+    )
+    d.add_argument(
+        "--discriminator-extra-body",
+        type=_json_object,
+        metavar="JSON",
+        help="extra JSON fields for the discriminator's requests (default: the target's)",
+    )
+    e = parser.add_argument_group("embedded model (used when no base URL is given)")
     e.add_argument(
         "--local-model",
         default="qwen2.5-coder-0.5b",
@@ -63,7 +114,9 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
     )
     e.add_argument("--local-parallel", type=int, default=8, help="server slots (max n per request)")
     s = parser.add_argument_group("search settings")
-    s.add_argument("--preset", choices=PRESETS, default="fast")
+    s.add_argument(
+        "--preset", choices=PRESETS, default="fast", help="settings preset (default fast)"
+    )
     s.add_argument(
         "--task",
         default="gsm8k",
@@ -72,7 +125,11 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--rollouts", type=int, help="override num_rollouts")
     s.add_argument("--in-flight", type=int, help="rollouts in flight (K)")
     s.add_argument("--prompts", help="prompt pack name or directory")
-    s.add_argument("--no-discriminator", action="store_true")
+    s.add_argument(
+        "--no-discriminator",
+        action="store_true",
+        help="skip the mutual-consistency check (the answer is generator@maj)",
+    )
     s.add_argument(
         "--set",
         action="append",
@@ -82,8 +139,21 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _config_field(name: str) -> str:
+    """``name`` if it is an RStarConfig field, else a ValueError naming the valid ones."""
+    fields = sorted(f.name for f in dataclasses.fields(RStarConfig) if f.name != "preset_name")
+    if name in fields:
+        return name
+    close = difflib.get_close_matches(name, fields, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValueError(f"--set {name}: unknown setting; {hint}valid fields: {', '.join(fields)}")
+
+
 def config_from_args(args: argparse.Namespace) -> RStarConfig:
-    return RStarConfig.preset(args.preset, task=args.task, **search_overrides(args))
+    try:
+        return RStarConfig.preset(args.preset, task=args.task, **search_overrides(args))
+    except TypeError as exc:  # a value of the wrong type that the dataclass could not take
+        raise ValueError(f"invalid setting: {exc}") from exc
 
 
 def search_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -98,7 +168,10 @@ def search_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_discriminator:
         overrides["use_discriminator"] = False
     for item in args.set:
-        key, _, raw = item.partition("=")
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set num_rollouts=8")
+        key = _config_field(key.strip())
         try:
             overrides[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -113,11 +186,42 @@ class Endpoints:
     description: str
 
 
+def _env(*names: str) -> str | None:
+    """The first of these environment variables that is set and not empty."""
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+async def _pick_model(llm: OpenAICompatibleLLM, option: str) -> str:
+    """The server's model when ``/v1/models`` lists exactly one (vLLM rejects made-up names)."""
+    models = await llm.list_models()
+    if len(models) == 1:
+        return models[0]
+    listed = ", ".join(models[:20]) or "none"
+    raise ValueError(
+        f"{option} is not set and {llm.base_url}/models lists {len(models)} models ({listed}); "
+        f"pass {option} NAME"
+    )
+
+
 @contextlib.asynccontextmanager
-async def open_endpoints(args: argparse.Namespace, *, status=None) -> AsyncIterator[Endpoints]:
-    """Backends from the CLI options; starts (and stops) the embedded server when needed."""
+async def open_endpoints(
+    args: argparse.Namespace, *, status: Callable[[str], Any] | None = None
+) -> AsyncIterator[Endpoints]:
+    """Backends from the CLI options; starts (and stops) the embedded server when needed.
+
+    Unset options fall back to the environment: ``RSTAR_TARGET_BASE_URL`` / ``OPENAI_BASE_URL``,
+    ``RSTAR_TARGET_MODEL``, ``RSTAR_TARGET_API_KEY`` / ``OPENAI_API_KEY``. Without a model name the
+    server's single listed model is used.
+    """
     server = None
-    base_url, dialect = args.base_url, args.dialect or "vllm"
+    base_url = args.base_url or _env("RSTAR_TARGET_BASE_URL", "OPENAI_BASE_URL")
+    dialect: Dialect = args.dialect or "vllm"
+    model = args.model or _env("RSTAR_TARGET_MODEL")
+    api_key = args.api_key or _env("RSTAR_TARGET_API_KEY", "OPENAI_API_KEY") or "EMPTY"
     if not base_url:
         from langgraph_rstar.local import LocalServer
 
@@ -126,31 +230,42 @@ async def open_endpoints(args: argparse.Namespace, *, status=None) -> AsyncItera
         server = LocalServer(args.local_model, parallel=args.local_parallel)
         base_url = await asyncio.to_thread(server.start)
         dialect = args.dialect or "llamacpp"
+        model = model or server.alias
     target: OpenAICompatibleLLM | None = None
     disc: OpenAICompatibleLLM | None = None
     try:
         max_n = args.local_parallel if server else None
         target = OpenAICompatibleLLM(
             base_url,
-            args.model,
-            api_key=args.api_key,
+            model or "",
+            api_key=api_key,
             api=args.api,
             dialect=dialect,
             max_in_flight=args.max_in_flight,
             max_n=max_n,
+            extra_body=args.extra_body,
             name="target",
         )
+        if not target.model:
+            target.model = await _pick_model(target, "--model")
         if args.discriminator_base_url or args.discriminator_model:
             disc = OpenAICompatibleLLM(
                 args.discriminator_base_url or base_url,
-                args.discriminator_model or args.model,
-                api_key=args.discriminator_api_key or args.api_key,
+                args.discriminator_model or ("" if args.discriminator_base_url else target.model),
+                api_key=args.discriminator_api_key or api_key,
                 api=args.discriminator_api or args.api,
                 dialect=args.discriminator_dialect or dialect,
                 max_in_flight=args.max_in_flight,
                 max_n=max_n,
+                extra_body=(
+                    args.discriminator_extra_body
+                    if args.discriminator_extra_body is not None
+                    else args.extra_body
+                ),
                 name="discriminator",
             )
+            if not disc.model:
+                disc.model = await _pick_model(disc, "--discriminator-model")
         where = f"embedded {args.local_model} at {base_url}" if server else base_url
         yield Endpoints(target, disc or target, where)
     finally:  # close the clients on errors too, then stop the server

@@ -6,7 +6,7 @@ Every event is a plain dict with a ``type`` key, so it survives any transport (S
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypeGuard, Union
 
 from typing_extensions import TypedDict
 
@@ -41,6 +41,14 @@ class NodeExpanded(TypedDict):
     children: list[ExpandedChild]
 
 
+class VerificationStarted(TypedDict):
+    """The discriminator starts: ``prompts`` masked prefixes of ``candidates`` trajectories."""
+
+    type: Literal["rstar.verification_started"]
+    candidates: int
+    prompts: int
+
+
 class CandidateVerified(TypedDict):
     type: Literal["rstar.candidate_verified"]
     node_id: str
@@ -58,12 +66,18 @@ class FinalAnswer(TypedDict):
 
 
 RStarEvent = Union[  # noqa: UP007 - a runtime alias that must work on Python 3.10
-    RolloutStarted, RolloutFinished, NodeExpanded, CandidateVerified, FinalAnswer
+    RolloutStarted,
+    RolloutFinished,
+    NodeExpanded,
+    VerificationStarted,
+    CandidateVerified,
+    FinalAnswer,
 ]
 EVENT_TYPES = (
     "rstar.rollout_started",
     "rstar.rollout_finished",
     "rstar.node_expanded",
+    "rstar.verification_started",
     "rstar.candidate_verified",
     "rstar.final_answer",
 )
@@ -105,6 +119,10 @@ def node_expanded(action: str, node_id: str, nodes: Mapping[str, Any]) -> NodeEx
     }
 
 
+def verification_started(candidates: int, prompts: int) -> VerificationStarted:
+    return {"type": "rstar.verification_started", "candidates": candidates, "prompts": prompts}
+
+
 def candidate_verified(check: Mapping[str, Any]) -> CandidateVerified:
     return {
         "type": "rstar.candidate_verified",
@@ -125,5 +143,5 @@ def final_answer(final: Mapping[str, Any]) -> FinalAnswer:
     }
 
 
-def is_rstar_event(obj: Any) -> bool:
+def is_rstar_event(obj: Any) -> TypeGuard[RStarEvent]:
     return isinstance(obj, Mapping) and obj.get("type") in EVENT_TYPES

@@ -129,7 +129,7 @@ def create_rstar_graph(
     discriminator: BackendLike | None = None,
     config: RStarConfig | None = None,
     retry_policy: RetryPolicy | None = None,
-) -> StateGraph:
+) -> StateGraph[RStarState, RStarContext, RStarInput, RStarOutput]:
     """Build the rStar graph (uncompiled: you choose the checkpointer, cache and name).
 
     Args:
@@ -240,6 +240,7 @@ def create_rstar_graph(
                 pack=cfg.prompt_pack(),
                 config=cfg,
                 on_check=lambda check: runtime.stream_writer(events.candidate_verified(check)),
+                on_start=lambda n, k: runtime.stream_writer(events.verification_started(n, k)),
             )
         return {
             "candidates": candidates,

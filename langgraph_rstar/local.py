@@ -802,32 +802,52 @@ def serve(
             signal.signal(sig, handler)
 
 
+def add_server_args(parser: argparse.ArgumentParser, *, port: int) -> None:
+    """The server's options, shared by ``rstar serve-local`` and ``python -m ...local``."""
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"{' | '.join(MODELS)} | PATH.gguf")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface: the "
+        "server has no authentication)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=port, help=f"TCP port (default {port}; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--parallel", type=int, default=8, help="slots = the largest n per request (default 8)"
+    )
+    parser.add_argument(
+        "--ctx", type=int, default=None, help="total context in tokens shared by all slots"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+
+
+def serve_from_args(args: argparse.Namespace, **extra: Any) -> None:
+    """:func:`serve` with the options :func:`add_server_args` parsed."""
+    serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        parallel=args.parallel,
+        ctx=args.ctx,
+        threads=args.threads,
+        **extra,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m langgraph_rstar.local --model NAME_OR_PATH [--port N] ...``."""
     ap = argparse.ArgumentParser(
         prog="python -m langgraph_rstar.local",
         description="Serve a local GGUF model over the OpenAI API (llama.cpp).",
     )
-    ap.add_argument("--model", default=DEFAULT_MODEL, help=f"{' | '.join(MODELS)} | PATH.gguf")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8080, help="0 picks a free port")
-    ap.add_argument("--parallel", type=int, default=8, help="slots = the largest n per request")
-    ap.add_argument("--ctx", type=int, default=None, help="total context shared by all slots")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--alias", default="local")
+    add_server_args(ap, port=8080)
+    ap.add_argument("--alias", default="local", help="model name the server reports")
     ap.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     try:
-        serve(
-            a.model,
-            host=a.host,
-            port=a.port,
-            parallel=a.parallel,
-            ctx=a.ctx,
-            threads=a.threads,
-            alias=a.alias,
-            parent_pid=a.parent_pid,
-        )
+        serve_from_args(a, alias=a.alias, parent_pid=a.parent_pid)
     except LocalServerError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return _EXIT_PORT_IN_USE if isinstance(exc, PortInUseError) else 2

@@ -6,19 +6,32 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.tree import Tree
 
 from langgraph_rstar.config import RStarConfig
 
 
 class SolveProgress:
-    """Shows rollouts done/total, expansions, and the answers found so far."""
+    """Shows rollouts done/total, expansions, the answers found so far, then the discriminator.
+
+    The discriminator sends all its masked prefixes at once and only reports when they are all
+    back, which can take a while on a CPU: its phase shows up (with a spinner and the elapsed
+    time) as soon as it starts, so the view never looks frozen.
+    """
 
     def __init__(self, console: Console, config: RStarConfig, *, enabled: bool = True):
         self.enabled = enabled
         self.config = config
         self.progress = Progress(
+            SpinnerColumn(finished_text=" "),
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
@@ -29,7 +42,7 @@ class SolveProgress:
             disable=not enabled,
         )
         self.search = self.progress.add_task("rollouts", total=config.num_rollouts, info="")
-        self.verify = None
+        self.verify: TaskID | None = None
         self.expansions = 0
         self.answers: dict[str, int] = {}
 
@@ -48,6 +61,13 @@ class SolveProgress:
             if event.get("answer") is not None:
                 self.answers[event["answer"]] = self.answers.get(event["answer"], 0) + 1
             self.progress.advance(self.search)
+        elif kind == "rstar.verification_started":
+            self.verify = self.progress.add_task(
+                "verify",
+                total=event["candidates"],
+                info=f"discriminator: {event['prompts']} masked completions of "
+                f"{event['candidates']} candidates in flight",
+            )
         elif kind == "rstar.candidate_verified":
             if self.verify is None:
                 self.verify = self.progress.add_task("verify", total=None, info="")

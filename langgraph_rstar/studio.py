@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
@@ -47,7 +48,7 @@ def config_from_env() -> RStarConfig:
     return RStarConfig.preset(env.get("RSTAR_PRESET", "fast"), task=env.get("RSTAR_TASK", "gsm8k"))
 
 
-def rstar_graph() -> CompiledStateGraph:
+def rstar_graph() -> CompiledStateGraph[Any, Any, Any, Any]:
     """The rStar graph over the endpoints named by the environment (no checkpointer)."""
     target, discriminator = backends_from_env()
     builder = create_rstar_graph(target, discriminator=discriminator, config=config_from_env())

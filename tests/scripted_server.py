@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -48,6 +49,7 @@ class RequestRecord:
     started: float
     finished: float | None = None
     status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
 
 
 @dataclass
@@ -90,7 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/health":
             self._send(200, {"status": "ok"})
         elif path in ("/v1/models", "/models"):
-            self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+            models = [{"id": m, "object": "model"} for m in self.server.scripted.models]
+            self._send(200, {"object": "list", "data": models})
         else:
             self._send(404, {"error": {"message": f"no route {path}", "code": 404}})
 
@@ -108,6 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
             n_tokens = count_tokens(str(body.get("content", "")))
             self._send(200, {"tokens": list(range(1, n_tokens + 1))})
             return
+        self.server.scripted._request_headers.value = {
+            k.lower(): v for k, v in self.headers.items()
+        }
         status, payload, raw_out = self.server.scripted._handle(path, body)
         self._send(status, payload, raw=raw_out)
 
@@ -129,6 +135,7 @@ class ScriptedServer:
         reverse_choices: List the choices in reverse order (clients must regroup by ``index``).
         tokenize_endpoint: Serve llama.cpp's ``/tokenize`` (calls are counted in
             ``tokenize_calls``, not logged).
+        models: The model ids ``/v1/models`` lists.
 
     Token accounting follows llama.cpp: a natural end counts (and lists in logprobs) one
     end-of-generation token ``""``; a stop-string hit counts the stop string's tokens but leaves
@@ -146,6 +153,7 @@ class ScriptedServer:
         apply_stop: bool = True,
         reverse_choices: bool = False,
         tokenize_endpoint: bool = True,
+        models: Sequence[str] = ("scripted",),
     ) -> None:
         self.responder = responder
         self.delay = delay
@@ -155,8 +163,10 @@ class ScriptedServer:
         self.apply_stop = apply_stop
         self.reverse_choices = reverse_choices
         self.tokenize_endpoint = tokenize_endpoint
+        self.models = list(models)
         self.tokenize_calls = 0
         self.log: list[RequestRecord] = []
+        self._request_headers = threading.local()  # the headers of this thread's request
         self._lock = threading.Lock()
         self._faults: list[tuple[str, int, str | None]] = []
         self._httpd: _Server | None = None
@@ -237,6 +247,7 @@ class ScriptedServer:
         n = int(body.get("n") or 1)
         max_tokens = body.get("max_tokens")
         rec = RequestRecord(path, body, prompts, n, stop, max_tokens, time.monotonic())
+        rec.headers = dict(getattr(self._request_headers, "value", None) or {})
         with self._lock:
             self.log.append(rec)
             fault = self._faults.pop(0) if self._faults else None
@@ -345,3 +356,20 @@ class ScriptedServer:
             return _Choice(kept, "stop", len(toks) + count_tokens(word), list(toks))
         # Natural end: the end-of-generation token is counted and shows up in logprobs.
         return _Choice(text, "stop", len(toks) + 1, [*toks, EOS_TOKEN])
+
+
+def main() -> None:
+    """``python -m tests.scripted_server``: serve the conftest responder until killed.
+
+    Prints ``READY <base_url>`` once listening (CI's installed-wheel check uses it).
+    """
+    from tests.conftest import rstar_responder
+
+    with ScriptedServer(rstar_responder) as server:
+        print(f"READY {server.base_url}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()  # SIGTERM ends the process; SIGINT ends the wait
+
+
+if __name__ == "__main__":
+    main()

@@ -83,18 +83,22 @@ def test_solve_one_prints_the_tree_and_the_answer(scripted, capsys):
     assert any(f"Question: {Q_TOM}\n" in prompt for prompt in sent)
 
 
-def test_solve_one_default_question_is_the_first_dev_question_without_its_label(tmp_path):
-    module = load("solve_one")
+def test_examples_take_questions_from_a_data_file_without_its_labels(tmp_path, capsys):
     data = tmp_path / "dev.jsonl"
     rows = [
         {"id": "a", "question": "First question?", "answer": "42", "solution": "#### 42"},
         {"id": "b", "question": "Second question?", "answer": "7"},
     ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    assert module.default_question([tmp_path / "missing.jsonl", data]) == "First question?"
-    assert module.default_question([tmp_path / "missing.jsonl"]) == module.BUILTIN_QUESTION
-    paths = module.default_data_paths()
-    assert paths[0] == EXAMPLES.parent.parent / "shared" / "data" / "gsm8k" / "dev.jsonl"
+    solve_one, batch = load("solve_one"), load("asyncio_batch")
+    assert solve_one.default_question(data) == "First question?"
+    assert solve_one.default_question() == solve_one.BUILTIN_QUESTION
+    assert batch.default_questions(5, data) == ["First question?", "Second question?"]
+    assert batch.default_questions(2) == batch.BUILTIN_QUESTIONS[:2]
+    for module in (solve_one, batch):  # nothing outside the repository is looked for
+        assert "../shared" not in Path(module.__file__).read_text()
+    assert solve_one.main(["--data", str(tmp_path / "missing.jsonl")]) == 2
+    assert "not found" in capsys.readouterr().err
 
 
 def test_agent_example_routes_small_talk_and_math_on_one_thread(scripted, capsys):

@@ -363,15 +363,10 @@ def test_lost_race_for_an_auto_port_is_retried(
     assert "couldn't bind" not in str(e.value) and "failed to load model" in str(e.value)
 
 
-HUNG_SHUTDOWN = """
+# A stand-in for xllamacpp (``Server`` is defined by each script), and no model resolution.
+FAKE_XLLAMACPP = """
 import sys, time, types
 from langgraph_rstar import local
-
-class Server:  # stands in for xllamacpp.Server, whose teardown never returns here
-    def __init__(self, params):
-        self.listening_address = "http://127.0.0.1:1"
-    def __del__(self):
-        time.sleep(60)
 
 class Params:
     def __init__(self):
@@ -379,12 +374,53 @@ class Params:
         self.cpuparams = types.SimpleNamespace(n_threads=None)
         self.cpuparams_batch = types.SimpleNamespace(n_threads=None)
 
-sys.modules["xllamacpp"] = types.SimpleNamespace(Server=Server, CommonParams=Params)
-local._require_xllamacpp = lambda model: None
-local.resolve_model = lambda model: model
+def install_fake(server_class):
+    sys.modules["xllamacpp"] = types.SimpleNamespace(Server=server_class, CommonParams=Params)
+    local._require_xllamacpp = lambda model: None
+    local.resolve_model = lambda model: model
+"""
+HUNG_SHUTDOWN = (
+    FAKE_XLLAMACPP
+    + """
+class Server:  # stands in for xllamacpp.Server, whose teardown never returns here
+    def __init__(self, params):
+        self.listening_address = "http://127.0.0.1:1"
+    def __del__(self):
+        time.sleep(60)
+
+install_fake(Server)
 local._SHUTDOWN_GRACE = 0.5
 local.serve("fake.gguf", port=0)
 """
+)
+LISTEN_WHERE_TOLD = (
+    FAKE_XLLAMACPP
+    + """
+class Server:  # reports where it was asked to listen
+    def __init__(self, params):
+        self.listening_address = f"http://{params.hostnames[0]}:{params.port or 1}"
+
+install_fake(Server)
+from langgraph_rstar.cli import main
+main(sys.argv[1:])
+"""
+)
+
+
+def test_rstar_serve_local_listens_on_the_host_it_is_given():
+    argv = ["serve-local", "--host", "0.0.0.0", "--port", "0"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LISTEN_WHERE_TOLD, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "READY http://0.0.0.0:1/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

@@ -453,7 +453,9 @@ def test_cli_dead_base_url_exits_2_without_a_traceback(capsys, monkeypatch):
     assert code == 2
     assert "error" in captured.err and "cannot reach" in captured.err
     assert "Traceback" not in captured.err + captured.out
-    assert captured.out == ""
+    failure = json.loads(captured.out)  # with --json the failure is one JSON object too
+    assert failure["type"] == "run_failed" and "cannot reach" in failure["error"]
+    assert failure["partial"]["question"] == Q_TOM and "tree" not in failure["partial"]
 
 
 async def test_cli_endpoints_close_their_clients_when_the_body_fails(scripted):

@@ -21,7 +21,7 @@ import os
 import random
 import re
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -178,9 +178,9 @@ class OpenAICompatibleLLM:
 
     Args:
         base_url: Server URL, e.g. ``http://127.0.0.1:8000/v1`` (``/v1`` is added when the URL
-            has no path).
+            has no path); ``None`` takes ``OPENAI_BASE_URL`` from the environment.
         model: Model name sent with every request.
-        api_key: API key; ``None`` takes ``OPENAI_API_KEY`` from the environment (or "EMPTY").
+        api_key: API key; by default ``OPENAI_API_KEY`` from the environment, else "EMPTY".
         api: ``"completions"`` (raw prompts) or ``"chat"`` (prompt as one user message).
         dialect: Which sampling extras the server understands: ``"vllm"``, ``"llamacpp"``,
             ``"tgi"`` or ``"openai"`` (plain OpenAI parameters only).
@@ -202,10 +202,10 @@ class OpenAICompatibleLLM:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None,
         model: str,
         *,
-        api_key: str | None = "EMPTY",
+        api_key: str | None = None,
         api: Api = "completions",
         dialect: Dialect = "vllm",
         max_in_flight: int = 32,
@@ -229,6 +229,9 @@ class OpenAICompatibleLLM:
             raise ValueError(f"max_n must be >= 1 or None, got {max_n}")
         if max_stop is not None and max_stop < 0:
             raise ValueError(f"max_stop must be >= 0 or None, got {max_stop}")
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        if not base_url:
+            raise ValueError("base_url is required (or set OPENAI_BASE_URL)")
         self.base_url = _normalize_base_url(base_url)
         self.model = model
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "EMPTY")
@@ -281,7 +284,7 @@ class OpenAICompatibleLLM:
         return cls(
             base_url,
             model,
-            api_key=env.get(f"{prefix}_API_KEY", "EMPTY"),
+            api_key=env.get(f"{prefix}_API_KEY"),  # unset: OPENAI_API_KEY, else "EMPTY"
             api=api,  # type: ignore[arg-type]
             dialect=dialect,  # type: ignore[arg-type]
         )
@@ -325,6 +328,24 @@ class OpenAICompatibleLLM:
         self._loops.clear()
         if state is not None and state.loop() is loop:
             await state.client.close()
+
+    async def list_models(self) -> list[str]:
+        """The model ids the server lists at ``/models`` (one request, no retries).
+
+        Raises:
+            BackendError: the server cannot be reached or refuses the request.
+        """
+        try:
+            page = await self._state().client.models.list()
+        except openai.APIStatusError as exc:
+            raise BackendError(
+                f"{self.base_url}/models answered HTTP {exc.status_code}: {_error_text(exc)}"
+            ) from exc
+        except openai.OpenAIError as exc:
+            raise BackendError(
+                f"cannot reach {self.base_url}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return [model.id for model in page.data]
 
     async def __aenter__(self) -> OpenAICompatibleLLM:
         return self
@@ -498,6 +519,8 @@ class OpenAICompatibleLLM:
     async def _request(self, prompts: list[str], k: int, params: _Params) -> list[list[Completion]]:
         state = self._state()
         kwargs = self._request_kwargs(prompts, k, params)
+        # Both endpoints' raw-response creators take the request as keyword arguments.
+        create: Callable[..., Awaitable[Any]]
         if self.api == "chat":
             create = state.client.chat.completions.with_raw_response.create
         else:
@@ -538,6 +561,8 @@ class OpenAICompatibleLLM:
         )
         where = f"{self.base_url} (model {self.model!r})"
         try:
+            raw: Any
+            run: Any
             raw, run = await retrying(attempt)
         except openai.APIStatusError as exc:
             message = _error_text(exc)

@@ -18,11 +18,17 @@ def _eval_command(args: argparse.Namespace) -> int:
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    report(args.run_dirs, args.plots_dir, as_json=args.json, rescore=args.rescore)
+    report(
+        args.run_dirs,
+        args.plots_dir,
+        as_json=args.json,
+        rescore=args.rescore,
+        html_dir=args.html,
+    )
     return 0
 
 
-def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``rstar eval`` and ``rstar report`` to the ``rstar`` command."""
     from langgraph_rstar.endpoints import add_endpoint_args
 
@@ -42,10 +48,17 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     p.add_argument(
         "--data",
         required=True,
-        metavar="FILE.jsonl",
-        help="JSONL with id, question, answer per line",
+        metavar="FILE",
+        help="JSONL with id, question, answer per line, or the dataset's public release as "
+        "downloaded (.jsonl/.json/.parquet, or a datasets.save_to_disk folder); see README",
     )
-    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument(
+        "--method",
+        required=True,
+        choices=METHODS,
+        help="cot (one greedy chain of thought), sc (self-consistency, --sc-k samples), "
+        "rstar-generator (MCTS, generator@maj) or rstar (MCTS + discriminator)",
+    )
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
     p.add_argument(
@@ -74,7 +87,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     p.set_defaults(func=_eval_command, task=None)  # task=None: taken from --dataset
 
     r = subparsers.add_parser("report", help="summarise eval runs: table and plots")
-    r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories of rstar eval")
     r.add_argument(
         "--plots-dir",
         metavar="DIR",
@@ -85,5 +98,11 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
         "--rescore",
         action="store_true",
         help="also print rStar runs' accuracy under every selection rule (no model calls)",
+    )
+    r.add_argument(
+        "--html",
+        metavar="DIR",
+        help="also write one HTML page per question of rStar runs (the search tree, candidates "
+        "and verdicts) and an index.html; several runs go to DIR/<run name>/",
     )
     r.set_defaults(func=_report_command)

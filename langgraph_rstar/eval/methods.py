@@ -94,6 +94,7 @@ async def _predict_rstar(
         "trajectory": result.trajectory,
         "verification": dict(result.verification),
         "usage": _usage_from(result.usage),
+        "tree": result.tree,  # for `rstar report --html`
     }
 
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from rich.console import Console
     from rich.table import Table
 
-__all__ = ["RunReport", "load_run", "render_rescore", "render_table", "report"]
+__all__ = ["RunReport", "load_run", "render_rescore", "render_table", "report", "write_html"]
 
 
 @dataclasses.dataclass
@@ -163,6 +163,7 @@ def report(
     console: Console | None = None,
     as_json: bool = False,
     rescore: bool = False,
+    html_dir: str | os.PathLike[str] | None = None,
 ) -> list[RunReport]:
     """Print the table for some runs and write the plots.
 
@@ -174,6 +175,7 @@ def report(
         as_json: Print the summaries as JSON instead of a table.
         rescore: Also show the accuracy of rStar runs under every selection rule (and
             agreement rule), re-scored from the stored candidates and verdicts.
+        html_dir: Also write the HTML search views of the runs there (see :func:`write_html`).
 
     Returns:
         The loaded runs.
@@ -209,4 +211,29 @@ def report(
     if not as_json:
         for path in paths.values():
             out.print(f"plot: {path}")
+    if html_dir is not None:
+        for index in write_html(runs, html_dir):
+            if not as_json:
+                out.print(f"search views: {index}")
     return runs
+
+
+def write_html(runs: Sequence[RunReport], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """One HTML page per question of each run (rStar runs keep their trees) and an index.
+
+    A single run goes to ``out_dir``; several go to ``out_dir/<run directory name>``.
+
+    Returns:
+        The index file of each run.
+    """
+    from langgraph_rstar.view import write_records_html
+
+    base = Path(out_dir)
+    if base.exists() and not base.is_dir():
+        raise EvalError(f"--html {str(base)!r} is a file, not a directory")
+    indexes = []
+    for run in runs:
+        target = base if len(runs) == 1 else base / run.path.name
+        title = f"{run.label} on {run.task} ({run.path.name})"
+        indexes.append(write_records_html(run.records, target, title=title))
+    return indexes

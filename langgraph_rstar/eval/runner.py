@@ -84,6 +84,8 @@ async def _evaluate_item(
         )
         record["selection"] = out.get("selection")
         record["trajectory"] = out.get("trajectory")
+        # The whole search, for `rstar report --html`.
+        record["tree"] = out.get("tree")
         record["verification"] = out.get("verification")
     if "outputs" in out:
         record["outputs"] = out["outputs"]
@@ -232,7 +234,9 @@ async def run_eval(
     sampled answers), ``usage`` (``target`` / ``discriminator``: requests, prompt_tokens,
     completion_tokens), ``wall_seconds``, ``error`` (null, or the failure message), ``finished``;
     cot/sc add ``outputs`` (the raw solutions); rStar methods add ``generator_answer``,
-    ``generator_confidence``, ``generator_correct``, ``selection`` and ``trajectory``.
+    ``generator_confidence``, ``generator_correct``, ``selection``, ``trajectory``, ``tree``
+    (the search tree: node id -> node, as in ``RStarResult.tree``) and ``verification`` (the
+    discriminator's checks, as in ``RStarResult.verification``).
 
     Args:
         args: Parsed ``rstar eval`` options.
@@ -259,7 +263,7 @@ async def run_eval(
         raise EvalError("--concurrency must be >= 1")
     if args.sc_k < 1:
         raise EvalError("--sc-k must be >= 1")
-    items = load_dataset(args.data, args.limit)
+    items = load_dataset(args.data, args.limit, dataset=args.dataset)
     cfg = _eval_config(args)
     sc_k = args.sc_k if args.method == "sc" else None
     run_dir = Path(args.out)
@@ -296,8 +300,12 @@ async def run_eval(
                 )
             if todo:
                 async with contextlib.AsyncExitStack() as stack:
-                    ends = endpoints or await stack.enter_async_context(
-                        open_endpoints(args, status=None if quiet else err.print)
+                    ends = (
+                        endpoints
+                        if endpoints is not None
+                        else await stack.enter_async_context(
+                            open_endpoints(args, status=None if quiet else err.print)
+                        )
                     )
                     _write_settings(run_dir, settings, wanted, args, ends, items)
                     await _run_items(
@@ -344,7 +352,7 @@ def _write_settings(
         "data_sha256": _sha256(data_path),
         "config": wanted["config"],
         "endpoint": ends.description,
-        "model": getattr(args, "model", None),
+        "model": getattr(ends.target, "model", None),
         "started": settings.get("started", session["started"]),
         "package_version": __version__,
         "sessions": [*settings.get("sessions", []), session],
@@ -366,13 +374,14 @@ async def _run_items(
 ) -> None:
     sem = asyncio.Semaphore(args.concurrency)
     max_in_a_row = args.max_consecutive_errors
-    state = {"in_a_row": 0, "last_error": ""}
+    in_a_row, last_error = 0, ""
     abort = asyncio.Event()
     label = f"{args.method}/{args.dataset}"
 
     with _Progress(err, total, finished, label, enabled=not quiet) as progress:
 
         async def one(item: Item) -> None:
+            nonlocal in_a_row, last_error
             async with sem:
                 if abort.is_set():
                     return
@@ -380,16 +389,16 @@ async def _run_items(
             log.append(record)  # durable before it is counted anywhere
             progress.add(record)
             if record["error"]:
-                state["in_a_row"] += 1
-                state["last_error"] = record["error"]
-                if max_in_a_row and state["in_a_row"] >= max_in_a_row:
+                in_a_row += 1
+                last_error = record["error"]
+                if max_in_a_row and in_a_row >= max_in_a_row:
                     abort.set()
             else:
-                state["in_a_row"] = 0
+                in_a_row = 0
 
         await asyncio.gather(*(one(it) for it in todo))
     if abort.is_set():
         raise EvalError(
-            f"{state['in_a_row']} questions in a row failed (last: {state['last_error']}); "
+            f"{in_a_row} questions in a row failed (last: {last_error}); "
             "stopped. Finished results are kept: fix the endpoint and rerun the same command."
         )
