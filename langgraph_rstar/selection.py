@@ -144,8 +144,14 @@ def _mutual(candidates, verdicts, task, prior) -> Final:
         return generator_majority(candidates, task, prior, "generator_maj_fallback")
     total = sum(s for s, *_ in scored) or 1.0
     score, _, members, _ = max(scored, key=lambda t: (t[0], t[1]))
-    best = _best_trajectory(members, members[0]["answer"], task, prior)
-    return _final(members[0]["answer"], score / total, best, "discriminator")
+
+    def shown(c: Candidate) -> tuple[bool, float, float]:
+        # The trajectory users see: a consistent one if there is, the best-backed first.
+        v = verdicts.get(trajectory_key(c))
+        backed = v["agreements"] / v["masks"] if v and v["masks"] else 0.0
+        return bool(v and v["consistent"]), backed, c["reward"] * shrunk_confidence(c, prior)
+
+    return _final(members[0]["answer"], score / total, max(members, key=shown), "discriminator")
 
 
 def _consistent_maj(survivors, checked, task, prior) -> Final:

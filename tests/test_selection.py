@@ -154,3 +154,13 @@ def test_a_verdict_belongs_to_its_answer_not_just_to_its_steps():
     }
     for rule in ("consistent_maj", "reference_code", "paper", "mutual"):
         assert select([a, b], v, rule=rule, task="gsm8k")["answer"] == "6", rule
+
+
+def test_mutual_shows_a_consistent_trajectory_of_the_chosen_answer():
+    weak = cand("0.s0.d0", "5", reward=0.9, agree=4, samples=4)  # best score, 1 of 4 masks
+    backed = cand("0.d0", "5", reward=0.2, agree=1, samples=4)  # 3 of 4 masks: consistent
+    other = cand("0.q0", "6")
+    v = verdicts((weak, 1, 4), (backed, 3, 4), (other, 0, 4))
+    final = select([weak, backed, other], v, rule="mutual", task="gsm8k")
+    assert final["answer"] == "5" and final["node_id"] == "0.d0"
+    assert final["trajectory"] == backed["steps"]
