@@ -219,12 +219,16 @@ async def test_fan_out_when_server_ignores_n() -> None:
         assert all(
             c.text.startswith(p) for p, cs in zip("ab", gen.choices, strict=True) for c in cs
         )
-        # First request asks n=4 and gets 1 per prompt; 3 more requests fill the gap.
-        assert len(srv.log) == 4
-        assert gen.usage.requests == 4
-        assert [r.n for r in srv.log][0] == 4 and sorted(r.n for r in srv.log[1:]) == [1, 1, 1]
+        # The batched request asks n=4 and gets 2 choices numbered 0 and 1: one per prompt
+        # (n capped), or both for prompt 0 (prompt 1 omitted)? Ambiguous, so the backend asks
+        # again one prompt per request (n=4 -> 1 choice each) and then fills the gap with n=1.
+        assert srv.log[0].prompts == ["a", "b"] and srv.log[0].n == 4
+        assert all(len(r.prompts) == 1 for r in srv.log[1:])
+        assert sorted(r.n for r in srv.log[1:]) == [1] * 6 + [4, 4]
+        assert gen.usage.requests == len(srv.log) == 9
+        assert llm.batch_prompts is False
         # Extra requests get their own seeds, or they would return copies of the same sample.
-        assert len({r.body["seed"] for r in srv.log}) == 4
+        assert len({r.body["seed"] for r in srv.log}) == len(srv.log)
         # The cap is remembered: the next call asks for one choice per request right away.
         srv.log.clear()
         gen = await llm.generate(["a"], n=3)
@@ -336,11 +340,17 @@ async def test_dead_endpoint_fails_fast_with_url() -> None:
 
 @pytest.mark.parametrize("kind", ["no_choices", "not_json", "no_text"])
 async def test_malformed_reply(server: ScriptedServer, kind: str) -> None:
-    server.malformed_next(1, kind=kind)
+    server.malformed_next(3, kind=kind)
     with pytest.raises(BackendError, match="malformed reply") as info:
-        await make_llm(server).generate(["a"])
-    assert server.base_url in str(info.value)
-    assert len(server.log) == 1
+        await make_llm(server, max_retries=2).generate(["a"])
+    assert server.base_url in str(info.value) and "after 3 attempt(s)" in str(info.value)
+    assert len(server.log) == 3
+
+
+async def test_malformed_reply_once_is_retried(server: ScriptedServer) -> None:
+    server.malformed_next(1, kind="not_json")  # a proxy's glitch: the retry gets the real reply
+    gen = await make_llm(server, max_retries=1).generate(["a"])
+    assert gen.choices[0][0].text == "a|0" and len(server.log) == 2
 
 
 async def test_timeout() -> None:

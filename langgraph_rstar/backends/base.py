@@ -85,7 +85,13 @@ class Generation:
 
 
 class BackendError(RuntimeError):
-    """The endpoint is unreachable, rejected a request, or sent a reply we cannot use."""
+    """The endpoint is unreachable, rejected a request, or sent a reply we cannot use.
+
+    Attributes:
+        usage: What the failed call spent before it failed (set by ``generate``), if known.
+    """
+
+    usage: Usage | None = None
 
 
 @runtime_checkable

@@ -8,20 +8,29 @@ rollouts smoothed over:
 * llama.cpp's ``Field 'n'`` limit learned from its HTTP 400 and honoured by splitting,
 * stop strings always re-applied client-side (servers cap how many they accept),
 * per-dialect sampling extras (``top_k``, repetition penalty, ``min_p``),
-* bounded requests in flight, retries with jittered exponential backoff,
+* bounded requests in flight, retries with jittered exponential backoff (``Retry-After`` honoured
+  up to a cap),
+* a whole-request deadline (connect, headers and the whole body) on every attempt, so a server that
+  trickles bytes or never ends its body is retried or reported, never waited on forever,
+* a size cap on replies, and samples attributed to their prompt by ``index`` (ambiguous batched
+  replies are re-asked one prompt per request),
+* keys and URL credentials masked in every message and log line,
 * usage counted per choice (llama.cpp's ``usage`` only covers the first choice).
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import importlib
 import json
 import logging
 import os
 import random
 import re
+import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -40,7 +49,8 @@ from langgraph_rstar.backends.base import (
     checked_prompts,
     split_by_length,
 )
-from langgraph_rstar.backends.tracing import LLMRun, start_llm_run
+from langgraph_rstar.backends.redaction import redact, redact_url, url_secrets
+from langgraph_rstar.backends.tracing import start_llm_run
 
 __all__ = ["Api", "Dialect", "OpenAICompatibleLLM"]
 
@@ -97,11 +107,69 @@ def _error_text(exc: openai.APIStatusError) -> str:
 
 def _is_retryable(exc: BaseException) -> bool:
     # APITimeoutError subclasses APIConnectionError.
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, (openai.APIConnectionError, _DeadlineExceeded, _BrokenReply, _Malformed)):
         return True
     if isinstance(exc, openai.APIStatusError):
-        return exc.status_code == 429 or exc.status_code >= 500
+        return exc.status_code in (408, 429) or exc.status_code >= 500
     return False
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    """Seconds the server asked us to wait (``Retry-After`` / ``retry-after-ms``), if any."""
+    if not isinstance(exc, openai.APIStatusError):
+        return None
+    headers = exc.response.headers
+    try:
+        if headers.get("retry-after-ms"):
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+    except ValueError:
+        pass
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:  # an HTTP date
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time()) if when is not None else None
+
+
+class _DeadlineExceeded(Exception):
+    """No complete reply (headers and whole body) within the deadline."""
+
+
+class _BrokenReply(Exception):
+    """The connection failed while the body was being read (reset, closed early, bad encoding)."""
+
+
+def _http_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP library's request errors (``httpx2`` or ``httpx``, whichever openai uses)."""
+    found = []
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(name).RequestError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+_HTTP_ERRORS = _http_errors()
+
+
+class _Malformed(BackendError):
+    """A reply we cannot use (retried: proxies and overloaded servers send these transiently)."""
+
+
+class _TooLarge(BackendError):
+    """A reply larger than the size cap (not retried: the same request would do it again)."""
+
+
+class _Ambiguous(Exception):
+    """A batched reply whose choices cannot be attributed to their prompts with certainty."""
 
 
 class _NLimitError(Exception):
@@ -185,8 +253,16 @@ class OpenAICompatibleLLM:
         dialect: Which sampling extras the server understands: ``"vllm"``, ``"llamacpp"``,
             ``"tgi"`` or ``"openai"`` (plain OpenAI parameters only).
         max_in_flight: Most requests this backend has open at once (per event loop).
-        timeout: Seconds per HTTP request.
-        max_retries: Retries after a 429, 5xx, timeout or connection error.
+        timeout: Seconds for one whole HTTP request: connecting, the headers and the entire body
+            (a server that trickles bytes or never ends its body is cut off there). Time spent
+            waiting for a free slot under ``max_in_flight`` does not count.
+        max_retries: Retries after a 408, 429, 5xx, deadline, connection error or malformed
+            reply. Worst case before an error: ``(max_retries + 1) * timeout`` plus backoff.
+        max_retry_after: Longest wait honoured from a server's ``Retry-After`` (seconds);
+            longer requests are cut to this.
+        max_response_bytes: Cap on one reply's body; ``None`` derives it from the request
+            (64 KiB plus 64 bytes per requested token, 512 with llama.cpp's logprobs). A larger
+            reply is an error, so a runaway server cannot exhaust memory.
         max_n: Most samples per request (e.g. llama.cpp's number of slots); larger ``n`` is split
             into concurrent requests. Learned automatically from llama.cpp's 400 error.
         batch_prompts: Send all prompts of a call in one completions request.
@@ -211,6 +287,8 @@ class OpenAICompatibleLLM:
         max_in_flight: int = 32,
         timeout: float = 300.0,
         max_retries: int = 4,
+        max_retry_after: float = 60.0,
+        max_response_bytes: int | None = None,
         max_n: int | None = None,
         batch_prompts: bool = True,
         max_stop: int | None = None,
@@ -223,8 +301,14 @@ class OpenAICompatibleLLM:
             raise ValueError(f"dialect must be one of {_DIALECTS}, got {dialect!r}")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        if not _positive_number(timeout):
+            raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        if not (_positive_number(max_retry_after) or max_retry_after == 0):
+            raise ValueError(f"max_retry_after must be >= 0, got {max_retry_after!r}")
+        if max_response_bytes is not None and max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be >= 1 or None, got {max_response_bytes}")
         if max_n is not None and max_n < 1:
             raise ValueError(f"max_n must be >= 1 or None, got {max_n}")
         if max_stop is not None and max_stop < 0:
@@ -235,16 +319,21 @@ class OpenAICompatibleLLM:
         self.base_url = _normalize_base_url(base_url)
         self.model = model
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "EMPTY")
+        # What never appears in a message, log line or record: the key and URL credentials.
+        self._secrets = [self.api_key, *url_secrets(self.base_url)]
+        self.display_url = redact_url(self.base_url)
         self.api: Api = api
         self.dialect: Dialect = dialect
         self.max_in_flight = max_in_flight
-        self.timeout = timeout
+        self.timeout = float(timeout)
         self.max_retries = max_retries
+        self.max_retry_after = float(max_retry_after)
+        self.max_response_bytes = max_response_bytes
         self.max_n = max_n
         self.batch_prompts = batch_prompts
         self.max_stop = max_stop if max_stop is not None else _DEFAULT_MAX_STOP[dialect]
         self.extra_body = dict(extra_body or {})
-        self.name = name or f"{model}@{self.base_url}"
+        self.name = name or f"{model}@{self.display_url}"
         self.usage = Usage()
         # Cap on choices per request learned from short replies (servers that cap/ignore n).
         self._served_n: int | None = None
@@ -253,9 +342,13 @@ class OpenAICompatibleLLM:
 
     def __repr__(self) -> str:
         return (
-            f"OpenAICompatibleLLM(base_url={self.base_url!r}, model={self.model!r}, "
+            f"OpenAICompatibleLLM(base_url={self.display_url!r}, model={self.model!r}, "
             f"api={self.api!r}, dialect={self.dialect!r})"
         )
+
+    def redact(self, text: str) -> str:
+        """``text`` with this backend's key and URL credentials masked."""
+        return redact(text, self._secrets)
 
     @classmethod
     def from_env(cls, prefix: str = "RSTAR_TARGET") -> OpenAICompatibleLLM:
@@ -305,7 +398,9 @@ class OpenAICompatibleLLM:
         # A plain httpx client: the SDK's default one schedules aclose() from __del__ on
         # whatever loop is running then, which fails ("Event loop is closed") when it belonged
         # to an earlier asyncio.run().
-        http = openai.DefaultAsyncHttpxClient(timeout=self.timeout)
+        # Redirects are not followed: the key goes only to the host it was given for, and a
+        # redirected POST is an error to fix in the URL, not something to retry elsewhere.
+        http = openai.DefaultAsyncHttpxClient(timeout=self.timeout, follow_redirects=False)
         state = _LoopState(
             loop=weakref.ref(loop),
             http=http,
@@ -336,15 +431,21 @@ class OpenAICompatibleLLM:
             BackendError: the server cannot be reached or refuses the request.
         """
         try:
-            page = await self._state().client.models.list()
+            page = await asyncio.wait_for(self._state().client.models.list(), self.timeout)
+        except asyncio.TimeoutError:
+            raise BackendError(
+                f"{self.display_url}/models: timed out after {self.timeout:g} s"
+            ) from None
         except openai.APIStatusError as exc:
             raise BackendError(
-                f"{self.base_url}/models answered HTTP {exc.status_code}: {_error_text(exc)}"
-            ) from exc
+                self.redact(
+                    f"{self.display_url}/models answered HTTP {exc.status_code}: {_error_text(exc)}"
+                )
+            ) from None
         except openai.OpenAIError as exc:
             raise BackendError(
-                f"cannot reach {self.base_url}: {type(exc).__name__}: {exc}"
-            ) from exc
+                self.redact(f"cannot reach {self.display_url}: {_describe(exc)}")
+            ) from None
         return [model.id for model in page.data]
 
     async def __aenter__(self) -> OpenAICompatibleLLM:
@@ -415,12 +516,16 @@ class OpenAICompatibleLLM:
                         results[i].extend(take)
                         progress += len(take)
                 if progress == 0:
-                    raise BackendError(
-                        f"{self.base_url} (model {self.model!r}) returned no choices"
-                    )
+                    raise BackendError(f"{self._where()} returned no choices")
+        except BackendError as exc:
+            exc.usage = params.usage  # what the failed call spent, for the caller's accounts
+            raise
         finally:
             self.usage.add(params.usage)
         return Generation(choices=results, usage=params.usage)
+
+    def _where(self) -> str:
+        return f"{self.display_url} (model {self.model!r})"
 
     def _cap(self) -> int | None:
         caps = [c for c in (self.max_n, self._served_n) if c is not None]
@@ -451,6 +556,13 @@ class OpenAICompatibleLLM:
             return [[c for part in parts for c in part[i]] for i in range(len(prompts))]
         try:
             out = await self._request(prompts, k, params)
+        except _Ambiguous as exc:
+            # Which prompt a choice belongs to cannot be told from this reply: ask again one
+            # prompt per request (unambiguous), and from now on for this backend.
+            logger.warning("%s: %s; sending one prompt per request from now on", self.name, exc)
+            self.batch_prompts = False
+            parts = await _gather_or_cancel([self._fetch([p], k, params) for p in prompts])
+            return [part[0] for part in parts]
         except _NLimitError as exc:  # only raised for k > 1
             limit = exc.limit if exc.limit is not None and 1 <= exc.limit < k else max(1, k // 2)
             logger.info("%s: server limits n to %d; splitting requests", self.name, limit)
@@ -466,9 +578,17 @@ class OpenAICompatibleLLM:
         return out
 
     def _backoff(self, state: RetryCallState) -> float:
-        """Exponential backoff with jitter (a callable works with every tenacity version)."""
+        """Exponential backoff with jitter, or the server's ``Retry-After`` up to a cap."""
         base = self.retry_initial_wait * 2 ** (state.attempt_number - 1)
-        return min(base + random.uniform(0, self.retry_initial_wait), self.retry_max_wait)
+        wait = min(base + random.uniform(0, self.retry_initial_wait), self.retry_max_wait)
+        asked = _retry_after(state.outcome.exception() if state.outcome else None)
+        return wait if asked is None else min(max(asked, wait), self.max_retry_after)
+
+    def _body_cap(self, choices: int, max_tokens: int) -> int:
+        if self.max_response_bytes is not None:
+            return self.max_response_bytes
+        per_token = 512 if self.dialect == "llamacpp" else 64  # logprobs entries are bulky
+        return 64 * 1024 + choices * max(1, max_tokens) * per_token
 
     # -- one HTTP request --------------------------------------------------------------------
 
@@ -519,14 +639,30 @@ class OpenAICompatibleLLM:
     async def _request(self, prompts: list[str], k: int, params: _Params) -> list[list[Completion]]:
         state = self._state()
         kwargs = self._request_kwargs(prompts, k, params)
-        # Both endpoints' raw-response creators take the request as keyword arguments.
-        create: Callable[..., Awaitable[Any]]
-        if self.api == "chat":
-            create = state.client.chat.completions.with_raw_response.create
-        else:
-            create = state.client.completions.with_raw_response.create
+        endpoint = state.client.chat.completions if self.api == "chat" else state.client.completions
+        create = endpoint.with_streaming_response.create
+        cap = self._body_cap(len(prompts) * k, params.max_tokens)
 
-        async def attempt() -> tuple[Any, LLMRun | None]:
+        async def read_reply() -> bytes:
+            # Streamed so that the size cap holds while reading, not after.
+            async with create(**kwargs) as response:
+                chunks: list[bytes] = []
+                size = 0
+                try:
+                    async for chunk in response.iter_bytes():
+                        size += len(chunk)
+                        if size > cap:
+                            raise _TooLarge(
+                                f"{self._where()} sent a reply larger than {cap:,} bytes for "
+                                f"{len(prompts) * k} sample(s) of at most {params.max_tokens} "
+                                "tokens; refusing it (set max_response_bytes to allow more)"
+                            )
+                        chunks.append(chunk)
+                except _HTTP_ERRORS as exc:  # the body broke off: as retryable as a reset
+                    raise _BrokenReply(f"the reply broke off: {_describe(exc)}") from exc
+                return b"".join(chunks)
+
+        async def attempt() -> list[list[Completion]]:
             async with state.semaphore:
                 # Every attempt is a request the server sees, so each is one LLM run.
                 run = await start_llm_run(
@@ -537,71 +673,92 @@ class OpenAICompatibleLLM:
                     metadata=self._run_metadata(kwargs),
                 )
                 try:
-                    raw = await create(**kwargs)
+                    # One deadline for connect, headers and the whole body: per-read timeouts
+                    # never end a reply that trickles a byte at a time.
+                    body = await asyncio.wait_for(read_reply(), self.timeout)
                 except BaseException as exc:
                     if isinstance(exc, openai.APIStatusError):
                         params.usage.requests += 1
                     if run is not None:
                         await run.error(exc)
+                    if isinstance(exc, asyncio.TimeoutError):
+                        raise _DeadlineExceeded(
+                            f"timed out: no complete reply within {self.timeout:g} s"
+                        ) from None
                     raise
             params.usage.requests += 1
-            return raw, run
+            try:
+                stop_tokens = 1
+                if self.dialect == "llamacpp" and kwargs.get("stop"):
+                    stop_tokens = await self._stop_tokens(state, kwargs["stop"])
+                before = Usage(0, params.usage.prompt_tokens, params.usage.completion_tokens)
+                out = self._parse(body, prompts, k, params, stop_tokens)
+            except BaseException as exc:  # a malformed reply is a failed run too (retried)
+                if run is not None:
+                    await run.error(exc)
+                raise
+            if run is not None:  # _parse adds this request's tokens (no await in between)
+                spent = Usage(
+                    1,
+                    params.usage.prompt_tokens - before.prompt_tokens,
+                    params.usage.completion_tokens - before.completion_tokens,
+                )
+                await run.end(out, spent)
+            return out
+
+        def log_retry(rs: RetryCallState) -> None:
+            exc = rs.outcome.exception() if rs.outcome else None
+            logger.warning(
+                "%s: attempt %d failed (%s); retrying",
+                self.name,
+                rs.attempt_number,
+                self.redact(_describe(exc)),
+            )
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=self._backoff,
             retry=retry_if_exception(_is_retryable),
-            before_sleep=lambda rs: logger.warning(
-                "%s: attempt %d failed (%s); retrying",
-                self.name,
-                rs.attempt_number,
-                rs.outcome.exception() if rs.outcome else None,
-            ),
+            before_sleep=log_retry,
             reraise=True,
         )
-        where = f"{self.base_url} (model {self.model!r})"
+        attempts = f"after {self.max_retries + 1} attempt(s)"
         try:
-            raw: Any
-            run: Any
-            raw, run = await retrying(attempt)
+            return await retrying(attempt)
+        except _Malformed as exc:  # plain BackendErrors from here on: the kind is internal
+            raise BackendError(self.redact(f"{exc} ({attempts})")) from None
+        except BackendError as exc:
+            raise BackendError(self.redact(str(exc))) from None
+        except (_DeadlineExceeded, _BrokenReply) as exc:
+            raise BackendError(
+                self.redact(f"cannot reach {self._where()} {attempts}: {exc}")
+            ) from None
         except openai.APIStatusError as exc:
-            message = _error_text(exc)
+            message = self.redact(_error_text(exc))
             if _is_retryable(exc):
                 raise BackendError(
-                    f"cannot reach {where} after {self.max_retries + 1} attempt(s): "
-                    f"HTTP {exc.status_code}: {message}"
-                ) from exc
+                    f"cannot reach {self._where()} {attempts}: HTTP {exc.status_code}: {message}"
+                ) from None
             if exc.status_code in (400, 422) and k > 1 and _N_FIELD_RE.search(message):
-                raise _NLimitError(_parse_n_limit(message), message) from exc
+                raise _NLimitError(_parse_n_limit(message), message) from None
+            if 300 <= exc.status_code < 400:
+                where = redact_url(exc.response.headers.get("location") or "?")
+                raise BackendError(
+                    f"{self._where()} redirected the request (HTTP {exc.status_code}) to "
+                    f"{where}; redirects are not followed, so that the key goes only to the "
+                    "host it was given for: use the final URL as the base URL"
+                ) from None
             raise BackendError(
-                f"{where} rejected the request with HTTP {exc.status_code}: {message}"
-            ) from exc
+                f"{self._where()} rejected the request with HTTP {exc.status_code}: {message}"
+            ) from None
         except openai.APIConnectionError as exc:
-            cause = exc.__cause__ or exc
             raise BackendError(
-                f"cannot reach {where} after {self.max_retries + 1} attempt(s): "
-                f"{type(exc).__name__}: {exc} ({cause!r})"
+                self.redact(f"cannot reach {self._where()} {attempts}: {_describe(exc)}")
             ) from exc
         except openai.OpenAIError as exc:
-            raise BackendError(f"request to {where} failed: {exc}") from exc
-        try:
-            stop_tokens = 1
-            if self.dialect == "llamacpp" and kwargs.get("stop"):
-                stop_tokens = await self._stop_tokens(state, kwargs["stop"])
-            before = Usage(0, params.usage.prompt_tokens, params.usage.completion_tokens)
-            out = self._parse(raw, prompts, k, params, stop_tokens)
-        except BaseException as exc:
-            if run is not None:
-                await run.error(exc)
-            raise
-        if run is not None:  # _parse adds this request's tokens (no await in between)
-            spent = Usage(
-                1,
-                params.usage.prompt_tokens - before.prompt_tokens,
-                params.usage.completion_tokens - before.completion_tokens,
-            )
-            await run.end(out, spent)
-        return out
+            raise BackendError(
+                self.redact(f"request to {self._where()} failed: {_describe(exc)}")
+            ) from None
 
     def _run_params(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The request's settings for a trace (without the prompts, which are the inputs)."""
@@ -609,7 +766,7 @@ class OpenAICompatibleLLM:
         return {
             **{k: v for k, v in kwargs.items() if k not in skip},
             **kwargs.get("extra_body", {}),
-            "base_url": self.base_url,
+            "base_url": self.display_url,  # traces leave the machine: no URL credentials
             "api": self.api,
             "dialect": self.dialect,
         }
@@ -639,10 +796,13 @@ class OpenAICompatibleLLM:
 
             async def tokenize(text: str) -> int | None:
                 try:
-                    resp = await state.http.post(
-                        f"{root}/tokenize",
-                        json={"content": text, "add_special": False, "parse_special": False},
-                        timeout=min(self.timeout, 30.0),
+                    resp = await asyncio.wait_for(
+                        state.http.post(
+                            f"{root}/tokenize",
+                            json={"content": text, "add_special": False, "parse_special": False},
+                            timeout=min(self.timeout, 30.0),
+                        ),
+                        min(self.timeout, 30.0),
                     )
                     tokens = resp.json().get("tokens") if resp.status_code == 200 else None
                 except Exception:  # not llama.cpp after all, or unreachable: fall back
@@ -658,15 +818,15 @@ class OpenAICompatibleLLM:
 
     def _malformed(self, why: str, content: bytes | str) -> BackendError:
         snippet = content if isinstance(content, str) else content.decode("utf-8", "replace")
-        return BackendError(
-            f"malformed reply from {self.base_url} (model {self.model!r}): {why}; "
-            f"body starts with {snippet[:200]!r}"
+        return _Malformed(
+            self.redact(
+                f"malformed reply from {self._where()}: {why}; body starts with {snippet[:200]!r}"
+            )
         )
 
     def _parse(
-        self, raw: Any, prompts: list[str], k: int, params: _Params, stop_tokens: int = 1
+        self, content: bytes, prompts: list[str], k: int, params: _Params, stop_tokens: int = 1
     ) -> list[list[Completion]]:
-        content: bytes = raw.http_response.content
         try:
             data = json.loads(content)
         except ValueError:
@@ -688,26 +848,27 @@ class OpenAICompatibleLLM:
                 raise self._malformed(f"choice {pos} has no text", content)
             index = ch.get("index")
             if not isinstance(index, int) or isinstance(index, bool):
-                index = pos
+                index = None
             finish = ch.get("finish_reason")
             finish = finish if isinstance(finish, str) else None
             entries.append((index, text, finish, self._logprob_tokens(ch, finish, stop_tokens)))
 
-        # Regroup by index (never trust order). A server that capped n numbers the choices
-        # prompt_i * n_served + j, so derive the stride from the count when it divides evenly.
         p = len(prompts)
-        consistent = len(entries) % p == 0 and all(e[0] < len(entries) for e in entries)
-        stride = max(1, len(entries) // p) if consistent and len(entries) <= p * k else k
-        grouped: list[list[tuple[int, str, str | None, int | None]]] = [[] for _ in prompts]
-        for entry in sorted(entries, key=lambda e: e[0]):
-            owner = entry[0] // stride if p > 1 else 0
-            if not 0 <= owner < p:
-                raise self._malformed(f"choice index {entry[0]} out of range", content)
-            grouped[owner].append(entry)
-
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         prompt_tokens = _int(usage.get("prompt_tokens"))
         completion_tokens = _int(usage.get("completion_tokens"))
+        try:
+            owners = self._owners([e[0] for e in entries], p, k, content)
+        except _Ambiguous:
+            # Unusable, but generated: count what the server says it spent.
+            params.usage.prompt_tokens += prompt_tokens
+            params.usage.completion_tokens += completion_tokens
+            raise
+        grouped: list[list[tuple[int | None, str, str | None, int | None]]] = [[] for _ in prompts]
+        order = sorted(range(len(entries)), key=lambda i: (entries[i][0] or 0, i))
+        for i in order:
+            grouped[owners[i]].append(entries[i])
+
         if self.dialect == "llamacpp" and p > 1 and prompt_tokens:
             # llama.cpp's usage covers the first prompt only; scale the rest by length.
             ratio = prompt_tokens / max(1, len(prompts[0]))
@@ -728,6 +889,33 @@ class OpenAICompatibleLLM:
             out.append(comps[:k])  # extra choices were generated (and counted), not used
         return out
 
+    def _owners(self, indices: list[int | None], p: int, k: int, content: bytes) -> list[int]:
+        """The prompt each choice belongs to, by its ``index`` (``prompt * k + sample``).
+
+        Order is never trusted. A batched reply is ambiguous when a choice has no index, or when
+        it holds ``p * s`` choices numbered ``0 .. p*s-1`` for some ``s < k``: a server that
+        capped ``n`` at ``s`` numbers them that way, and so does one that answered the first
+        prompts in full and omitted the rest. Those raise :class:`_Ambiguous` (re-asked one
+        prompt per request) rather than credit a sample to the wrong prompt.
+        """
+        if p == 1:
+            return [0] * len(indices)
+        if any(i is None for i in indices):
+            raise _Ambiguous(f"{self._where()} sent choices without 'index' for {p} prompts")
+        known = [i for i in indices if i is not None]
+        if len(set(known)) != len(known):
+            raise self._malformed("duplicate choice index", content)
+        bad = [i for i in known if not 0 <= i < p * k]
+        if bad:
+            raise self._malformed(f"choice index {bad[0]} out of range", content)
+        count = len(known)
+        if count < p * k and count % p == 0 and set(known) == set(range(count)):
+            raise _Ambiguous(
+                f"{self._where()} sent {count} choices for {p} prompts x {k} samples, "
+                "numbered so that which prompt each belongs to is ambiguous"
+            )
+        return [i // k for i in known]
+
     def _logprob_tokens(
         self, choice: dict[str, Any], finish: str | None, stop_tokens: int
     ) -> int | None:
@@ -747,7 +935,7 @@ class OpenAICompatibleLLM:
         return None
 
     def _token_counts(
-        self, entries: list[tuple[int, str, str | None, int | None]], usage_tokens: int
+        self, entries: list[tuple[int | None, str, str | None, int | None]], usage_tokens: int
     ) -> list[int]:
         """Generated tokens per choice (see the class docstring for the method per dialect)."""
         if entries and all(e[3] is not None for e in entries):
@@ -768,8 +956,44 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+def _positive_number(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and value > 0
+        and value != float("inf")
+    )
+
+
+def _describe(exc: BaseException | None) -> str:
+    """``Type: message (cause)`` of an exception, for messages (callers redact it)."""
+    if exc is None:
+        return "unknown error"
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f" ({type(cause).__name__}: {cause})"
+    return text
+
+
 def _normalize_base_url(url: str) -> str:
-    url = url.rstrip("/")
-    if urlsplit(url).path in ("", "/"):
+    """Check the URL (http or https with a host: anything else fails here, not after retries)
+    and add ``/v1`` when it has no path."""
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError("base_url must be a non-empty http:// or https:// URL")
+    url = url.strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(f"base_url {redact_url(url)!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        hint = f"; did you mean 'http://{url}'?" if "://" not in url else ""
+        raise ValueError(
+            f"base_url {redact_url(url)!r} is not supported: use an http:// or https:// URL "
+            f"with a host{hint}"
+        )
+    if parts.path in ("", "/"):
         url += "/v1"  # vLLM serves the OpenAI routes under /v1 only
     return url
