@@ -19,6 +19,7 @@ from langgraph_rstar.config import RStarConfig, resolve_config
 from langgraph_rstar.events import RStarEvent, is_rstar_event
 from langgraph_rstar.graph import RStarInput, create_rstar_graph
 from langgraph_rstar.search import Candidate, TreeNode
+from langgraph_rstar.settings import check_names
 
 EventHandler = Callable[[RStarEvent], Any] | Callable[[RStarEvent], Awaitable[Any]]
 
@@ -78,10 +79,7 @@ class RStarResult:
 
 
 def _configure(config: RStarConfig | None, overrides: Mapping[str, Any]) -> RStarConfig:
-    known = {f.name for f in dataclasses.fields(RStarConfig)} | {"preset"}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise TypeError(f"unknown rStar setting(s): {', '.join(unknown)}")
+    check_names(RStarConfig, overrides, extra=("preset",))
     base = config or RStarConfig.preset("fast", task=overrides.get("task", "gsm8k"))
     return resolve_config(base, dict(overrides))
 

@@ -11,6 +11,7 @@ from typing_extensions import TypedDict
 
 from langgraph_rstar.answers import task_family
 from langgraph_rstar.prompts import PromptPack, load_prompts
+from langgraph_rstar.settings import SettingsError, check_names, close_to_a_field, validate_fields
 
 PresetName = Literal["fast", "paper", "reference_code"]
 PRESETS: tuple[str, ...] = ("fast", "paper", "reference_code")
@@ -79,50 +80,28 @@ class RStarConfig:
     discriminator_max_tokens: int = 192
     discriminator_seed: int = 7  # drives the random split points in `paper` masking
 
+    # --- budgets per search (None: no limit) ---
+    # Checked between waves of actions: the wave running when a limit is reached finishes, then
+    # the search starts nothing new and answers from what it has (`budget_exhausted` says which).
+    max_requests: int | None = None  # HTTP requests, target and discriminator together
+    max_generated_tokens: int | None = None  # generated tokens, target and discriminator
+    max_seconds: float | None = None  # wall-clock seconds since the search started
+
     extra: dict[str, Any] = field(default_factory=dict)  # free-form, carried into the result
 
     def __post_init__(self) -> None:
+        # Types and ranges of every field (langgraph_rstar.settings), then cross-field rules.
+        for name, value in validate_fields(self).items():
+            object.__setattr__(self, name, value)
         task_family(self.task)  # raises ValueError on an unknown task
         if self.preset_name not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset_name!r}; known: {', '.join(PRESETS)}")
-        positive = (
-            "num_rollouts",
-            "rollouts_in_flight",
-            "max_depth",
-            "num_a1_steps",
-            "num_subquestions",
-            "num_votes",
-            "num_last_votes",
-            "max_tokens_cot",
-            "max_tokens_step",
-            "max_tokens_subquestion",
-            "max_tokens_subanswer",
-            "max_tokens_rephrase",
-            "num_masks",
-            "discriminator_max_tokens",
-        )
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0.0 < self.mask_left <= self.mask_right < 1.0:
-            raise ValueError("need 0 < mask_left <= mask_right < 1")
-        if self.exploration_weight < 0:
-            raise ValueError("exploration_weight must be >= 0")
-        if self.mask_mode not in ("paper", "reference_code"):
-            raise ValueError(f"unknown mask_mode {self.mask_mode!r}")
+            raise SettingsError(f"unknown preset {self.preset_name!r}; known: {', '.join(PRESETS)}")
+        if not self.mask_left <= self.mask_right:
+            raise SettingsError("need 0 < mask_left <= mask_right < 1")
         from langgraph_rstar.selection import RULES
 
         if self.scoring not in RULES:
-            raise ValueError(f"unknown scoring {self.scoring!r}; known: {', '.join(RULES)}")
-        if self.agreement not in ("loose", "mid", "majority", "strict", "plurality"):
-            raise ValueError(f"unknown agreement rule {self.agreement!r}")
-        if self.prompt_style not in ("compact", "reference"):
-            raise ValueError(f"unknown prompt_style {self.prompt_style!r}")
-        if self.a2_mode not in ("continue", "resolve"):
-            raise ValueError(f"unknown a2_mode {self.a2_mode!r}")
-        if not self.confidence_prior >= 0:
-            raise ValueError("confidence_prior must be >= 0")
+            raise SettingsError(f"unknown scoring {self.scoring!r}; known: {', '.join(RULES)}")
 
     @classmethod
     def preset(cls, name: str = "fast", *, task: str = "gsm8k", **overrides: Any) -> RStarConfig:
@@ -143,7 +122,8 @@ class RStarConfig:
         Masks never show a candidate's answer in any preset (see ``discriminator.py``).
         """
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+            raise SettingsError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        check_names(cls, overrides)
         family = task_family(task)
         common = dict(
             preset_name=name,
@@ -231,6 +211,7 @@ class RStarConfig:
 
     def replace(self, **changes: Any) -> RStarConfig:
         """A copy with some fields changed (validated)."""
+        check_names(type(self), changes)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -262,7 +243,8 @@ def resolve_config(base: RStarConfig, context: Any) -> RStarConfig:
     ``context`` may be ``None`` (no overrides), an :class:`RStarConfig`, or a mapping of field
     names (an ``RStarContext``), possibly nested under an ``"rstar"`` key when the graph runs inside
     a parent whose context has other keys. Keys that are not config fields are ignored, because a
-    parent graph's context arrives here unchanged.
+    parent graph's context arrives here unchanged, except near-misses of a field name
+    (``num_rolouts``), which raise :class:`~langgraph_rstar.settings.SettingsError`.
     """
     if context is None:
         return base
@@ -276,6 +258,9 @@ def resolve_config(base: RStarConfig, context: Any) -> RStarConfig:
     if isinstance(context.get("rstar"), (Mapping, RStarConfig)):
         return resolve_config(base, context["rstar"])
     names = {f.name for f in dataclasses.fields(RStarConfig)} | {"preset"}
+    typos = [k for k in context if k not in names and close_to_a_field(RStarConfig, str(k))]
+    if typos:
+        check_names(RStarConfig, typos)
     overrides = {k: v for k, v in context.items() if k in names}
     if not overrides:
         return base

@@ -15,17 +15,21 @@ import difflib
 import json
 import os
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from langgraph_rstar.backends import LLMBackend, OpenAICompatibleLLM
 from langgraph_rstar.backends.openai_compat import Dialect
 from langgraph_rstar.config import PRESETS, RStarConfig
+from langgraph_rstar.settings import SettingsError
 
 __all__ = [
     "DIALECTS",
     "Endpoints",
     "add_endpoint_args",
+    "api_keys",
     "config_from_args",
     "open_endpoints",
     "search_overrides",
@@ -43,6 +47,30 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("expected a JSON object such as '{\"min_p\": 0.05}'")
     return value
+
+
+def _number(kind: type, low: float, *, strict: bool, what: str) -> Callable[[str], Any]:
+    """An argparse ``type`` for numbers above ``low`` (or at least, when not ``strict``)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+_SECONDS = _number(float, 0, strict=True, what="a number of seconds > 0")
+_COUNT = _number(int, 1, strict=False, what="an integer >= 1")
+_RETRIES = _number(int, 0, strict=False, what="an integer >= 0")
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_MAX_RETRIES = 4
 
 
 def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +91,11 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--api-key",
         default=None,
-        help="API key (default: $RSTAR_TARGET_API_KEY, else $OPENAI_API_KEY, else 'EMPTY')",
+        help="API key (default: $RSTAR_TARGET_API_KEY, else $OPENAI_API_KEY, else 'EMPTY'); "
+        "visible to other users in `ps`: prefer the variables or --api-key-file",
+    )
+    g.add_argument(
+        "--api-key-file", metavar="FILE", help="read the API key from FILE (its first line)"
     )
     g.add_argument(
         "--api",
@@ -78,7 +110,26 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="sampling-extras dialect (default: vllm; llamacpp for the embedded server)",
     )
-    g.add_argument("--max-in-flight", type=int, default=32, help="requests in flight per endpoint")
+    g.add_argument(
+        "--max-in-flight", type=_COUNT, default=32, help="requests in flight per endpoint"
+    )
+    g.add_argument(
+        "--timeout",
+        type=_SECONDS,
+        default=os.environ.get("RSTAR_TIMEOUT", str(DEFAULT_TIMEOUT)),
+        metavar="SECONDS",
+        help="deadline for one whole HTTP request, body included (env RSTAR_TIMEOUT; "
+        f"default {DEFAULT_TIMEOUT:g})",
+    )
+    g.add_argument(
+        "--max-retries",
+        type=_RETRIES,
+        default=os.environ.get("RSTAR_MAX_RETRIES", str(DEFAULT_MAX_RETRIES)),
+        metavar="N",
+        help="retries of a failed request (5xx, 429, timeout, reset, malformed reply); a dead "
+        "server is reported after (N+1) x --timeout at most (env RSTAR_MAX_RETRIES; "
+        f"default {DEFAULT_MAX_RETRIES})",
+    )
     g.add_argument(
         "--extra-body",
         type=_json_object,
@@ -93,7 +144,14 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
         help="model name (default: the target's; with its own --discriminator-base-url, the "
         "server's only model)",
     )
-    d.add_argument("--discriminator-api-key", help="API key (default: the target's)")
+    d.add_argument(
+        "--discriminator-api-key",
+        help="API key (default: $RSTAR_DISCRIMINATOR_API_KEY, else the target's when the "
+        "discriminator is on the target's host, else 'EMPTY')",
+    )
+    d.add_argument(
+        "--discriminator-api-key-file", metavar="FILE", help="read its API key from FILE"
+    )
     d.add_argument(
         "--discriminator-api", choices=("completions", "chat"), help="API (default: the target's)"
     )
@@ -112,7 +170,9 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
         default="qwen2.5-coder-0.5b",
         help="qwen2.5-coder-0.5b | qwen2.5-coder-1.5b | PATH.gguf",
     )
-    e.add_argument("--local-parallel", type=int, default=8, help="server slots (max n per request)")
+    e.add_argument(
+        "--local-parallel", type=_COUNT, default=8, help="server slots (max n per request)"
+    )
     s = parser.add_argument_group("search settings")
     s.add_argument(
         "--preset", choices=PRESETS, default="fast", help="settings preset (default fast)"
@@ -137,6 +197,23 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
         metavar="FIELD=VALUE",
         help="override any RStarConfig field (JSON value), repeatable",
     )
+    b = parser.add_argument_group(
+        "budgets per search (the search stops cleanly and answers from what it has)"
+    )
+    b.add_argument("--max-requests", type=int, metavar="N", help="most HTTP requests")
+    b.add_argument("--max-generated-tokens", type=int, metavar="N", help="most generated tokens")
+    b.add_argument("--max-seconds", type=float, metavar="S", help="most wall-clock seconds")
+
+
+# CLI option -> RStarConfig field, for the options that are plain overrides.
+_OVERRIDES = {
+    "rollouts": "num_rollouts",
+    "in_flight": "rollouts_in_flight",
+    "prompts": "prompts",
+    "max_requests": "max_requests",
+    "max_generated_tokens": "max_generated_tokens",
+    "max_seconds": "max_seconds",
+}
 
 
 def _config_field(name: str) -> str:
@@ -152,6 +229,8 @@ def _config_field(name: str) -> str:
 def config_from_args(args: argparse.Namespace) -> RStarConfig:
     try:
         return RStarConfig.preset(args.preset, task=args.task, **search_overrides(args))
+    except SettingsError:  # already says which field and why
+        raise
     except TypeError as exc:  # a value of the wrong type that the dataclass could not take
         raise ValueError(f"invalid setting: {exc}") from exc
 
@@ -159,12 +238,10 @@ def config_from_args(args: argparse.Namespace) -> RStarConfig:
 def search_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The RStarConfig fields the search options set (on top of the preset)."""
     overrides: dict[str, Any] = {}
-    if args.rollouts:
-        overrides["num_rollouts"] = args.rollouts
-    if args.in_flight:
-        overrides["rollouts_in_flight"] = args.in_flight
-    if args.prompts:
-        overrides["prompts"] = args.prompts
+    for option, name in _OVERRIDES.items():
+        value = getattr(args, option, None)
+        if value is not None:  # 0 is a value (and an error), not "not given"
+            overrides[name] = value
     if args.no_discriminator:
         overrides["use_discriminator"] = False
     for item in args.set:
@@ -184,6 +261,8 @@ class Endpoints:
     target: LLMBackend
     discriminator: LLMBackend
     description: str
+    # What results depend on about the endpoints, without secrets (see endpoint_identity).
+    identity: dict[str, Any] = field(default_factory=dict)
 
 
 def _env(*names: str) -> str | None:
@@ -195,6 +274,67 @@ def _env(*names: str) -> str | None:
     return None
 
 
+def _read_key_file(path: str, option: str) -> str:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{option}: cannot read {path!r}: {exc.strerror or exc}") from None
+    key = lines[0].strip() if lines else ""
+    if not key:
+        raise ValueError(f"{option}: {path!r} is empty (expected the key on its first line)")
+    return key
+
+
+def _given_key(args: argparse.Namespace, option: str, *env_names: str) -> str:
+    """The key from ``--OPTION-file``, ``--OPTION`` or the first set variable ("" if none)."""
+    path = getattr(args, f"{option}_file", None)
+    if path:
+        return _read_key_file(path, "--" + f"{option}_file".replace("_", "-"))
+    return getattr(args, option, None) or _env(*env_names) or ""
+
+
+def _origin(url: str | None) -> tuple[str, str, int | None] | None:
+    if not url:
+        return None
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def api_keys(args: argparse.Namespace, base_url: str | None = None) -> tuple[str, str]:
+    """The target's and the discriminator's API keys from the options and the environment.
+
+    Each from its file, its option or its environment variables, in that order. The target's
+    key is reused for the discriminator only when the discriminator runs on the target's host
+    (scheme, host and port of ``base_url``, the target's resolved URL): a key goes only to the
+    host it was given for.
+    """
+    target = _given_key(args, "api_key", "RSTAR_TARGET_API_KEY", "OPENAI_API_KEY") or "EMPTY"
+    disc = _given_key(args, "discriminator_api_key", "RSTAR_DISCRIMINATOR_API_KEY")
+    if not disc:
+        other = args.discriminator_base_url
+        target_url = base_url or args.base_url
+        same_host = not other or _origin(other) == _origin(target_url)
+        disc = target if same_host else "EMPTY"
+    return target, disc
+
+
+def endpoint_identity(
+    target: OpenAICompatibleLLM, discriminator: OpenAICompatibleLLM, local: str | None = None
+) -> dict[str, Any]:
+    """What a run's results depend on about its endpoints, without secrets: URLs without
+    credentials (``embedded:<model>`` for the embedded server, whose port changes), models,
+    APIs and dialects of the target and the discriminator."""
+
+    def one(llm: OpenAICompatibleLLM) -> dict[str, Any]:
+        url = llm.display_url
+        if local is not None and llm.base_url == target.base_url:
+            url = f"embedded:{local}"
+        return {"base_url": url, "model": llm.model, "api": llm.api, "dialect": llm.dialect}
+
+    return {"target": one(target), "discriminator": one(discriminator)}
+
+
 async def _pick_model(llm: OpenAICompatibleLLM, option: str) -> str:
     """The server's model when ``/v1/models`` lists exactly one (vLLM rejects made-up names)."""
     models = await llm.list_models()
@@ -202,7 +342,7 @@ async def _pick_model(llm: OpenAICompatibleLLM, option: str) -> str:
         return models[0]
     listed = ", ".join(models[:20]) or "none"
     raise ValueError(
-        f"{option} is not set and {llm.base_url}/models lists {len(models)} models ({listed}); "
+        f"{option} is not set and {llm.display_url}/models lists {len(models)} models ({listed}); "
         f"pass {option} NAME"
     )
 
@@ -221,7 +361,7 @@ async def open_endpoints(
     base_url = args.base_url or _env("RSTAR_TARGET_BASE_URL", "OPENAI_BASE_URL")
     dialect: Dialect = args.dialect or "vllm"
     model = args.model or _env("RSTAR_TARGET_MODEL")
-    api_key = args.api_key or _env("RSTAR_TARGET_API_KEY", "OPENAI_API_KEY") or "EMPTY"
+    api_key, disc_key = api_keys(args, base_url)  # bad key files fail before a server starts
     if not base_url:
         from langgraph_rstar.local import LocalServer
 
@@ -235,6 +375,10 @@ async def open_endpoints(
     disc: OpenAICompatibleLLM | None = None
     try:
         max_n = args.local_parallel if server else None
+        deadlines = dict(
+            timeout=getattr(args, "timeout", DEFAULT_TIMEOUT),
+            max_retries=getattr(args, "max_retries", DEFAULT_MAX_RETRIES),
+        )
         target = OpenAICompatibleLLM(
             base_url,
             model or "",
@@ -245,6 +389,7 @@ async def open_endpoints(
             max_n=max_n,
             extra_body=args.extra_body,
             name="target",
+            **deadlines,
         )
         if not target.model:
             target.model = await _pick_model(target, "--model")
@@ -252,7 +397,7 @@ async def open_endpoints(
             disc = OpenAICompatibleLLM(
                 args.discriminator_base_url or base_url,
                 args.discriminator_model or ("" if args.discriminator_base_url else target.model),
-                api_key=args.discriminator_api_key or api_key,
+                api_key=disc_key,
                 api=args.discriminator_api or args.api,
                 dialect=args.discriminator_dialect or dialect,
                 max_in_flight=args.max_in_flight,
@@ -263,11 +408,14 @@ async def open_endpoints(
                     else args.extra_body
                 ),
                 name="discriminator",
+                **deadlines,
             )
             if not disc.model:
                 disc.model = await _pick_model(disc, "--discriminator-model")
-        where = f"embedded {args.local_model} at {base_url}" if server else base_url
-        yield Endpoints(target, disc or target, where)
+        where = f"embedded {args.local_model} at {base_url}" if server else target.display_url
+        local = args.local_model if server else None
+        identity = endpoint_identity(target, disc or target, local)
+        yield Endpoints(target, disc or target, where, identity)
     finally:  # close the clients on errors too, then stop the server
         for client in (target, disc):
             if client is not None:

@@ -307,7 +307,7 @@ async def test_a_dead_endpoint_fails_fast_with_a_clear_error(max_retries):
 
 @pytest.mark.parametrize("kind", ["no_choices", "not_json", "no_text"])
 async def test_a_malformed_reply_raises_rstar_error(scripted, llm, tiny_config, kind):
-    scripted.malformed_next(kind=kind)
+    scripted.malformed_next(20, kind=kind)  # the llm fixture retries once; 4 calls at once
     with pytest.raises(RStarError, match="malformed reply") as info:
         await asolve(Q_TOM, target=llm, config=small(tiny_config))
     assert isinstance(info.value.__cause__, BackendError)
