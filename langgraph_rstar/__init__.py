@@ -12,7 +12,7 @@ shows nothing by default; ``logging.basicConfig(level=logging.INFO)`` or your ow
 
 import logging
 
-from langgraph_rstar.api import RStarError, RStarResult, asolve, solve
+from langgraph_rstar.api import RStarError, RStarResult, ThreadBusyError, asolve, solve
 from langgraph_rstar.backends import (
     BackendError,
     ChatModelLLM,
@@ -26,6 +26,7 @@ from langgraph_rstar.config import PRESETS, RStarConfig, RStarContext
 from langgraph_rstar.events import RStarEvent
 from langgraph_rstar.graph import RStarInput, RStarOutput, RStarState, create_rstar_graph
 from langgraph_rstar.search import ACTIONS
+from langgraph_rstar.settings import SettingsError
 
 __all__ = [
     "ACTIONS",
@@ -44,6 +45,8 @@ __all__ = [
     "RStarOutput",
     "RStarResult",
     "RStarState",
+    "SettingsError",
+    "ThreadBusyError",
     "Usage",
     "asolve",
     "create_rstar_graph",

@@ -37,9 +37,23 @@ class RStarError(RuntimeError):
         self.thread_id = thread_id
 
 
+# (checkpointer id, thread id) of the searches running in this process: one at a time per thread.
+_RUNNING: set[tuple[int, str]] = set()
+
+
+class ThreadBusyError(ValueError):
+    """Another search is running on the same checkpointer and ``thread_id`` in this process."""
+
+
 @dataclass
 class RStarResult:
-    """The outcome of one rStar run (JSON-exportable with :meth:`to_dict`)."""
+    """The outcome of one rStar run (JSON-exportable with :meth:`to_dict`).
+
+    A result can be *degraded* and says so: ``budget_exhausted`` names the budget limit
+    (``max_requests``, ``max_generated_tokens`` or ``max_seconds``) that stopped the search
+    early, and ``discriminator_error`` is set when the discriminator's endpoint failed and the
+    answer is the generator's majority vote. :attr:`warnings` puts both in words.
+    """
 
     question: str
     answer: str | None
@@ -53,6 +67,35 @@ class RStarResult:
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
     tree: dict[str, TreeNode] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    budget_exhausted: str | None = None
+    discriminator_error: str | None = None
+
+    @property
+    def degraded(self) -> bool:
+        """Whether the answer came from less than the configured search (see :attr:`warnings`)."""
+        return bool(self.budget_exhausted or self.discriminator_error)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What limited this result, in words (empty for a complete run)."""
+        out = []
+        if self.budget_exhausted:
+            limit = self.config.get(self.budget_exhausted)
+            out.append(
+                f"budget {self.budget_exhausted}={limit} exhausted: the search stopped early "
+                "and answered from what it had"
+                + ("; the discriminator was skipped" if self.discriminator_skipped else "")
+            )
+        if self.discriminator_error:
+            out.append(
+                f"the discriminator failed ({self.discriminator_error}); the answer is the "
+                "generator's majority vote"
+            )
+        return out
+
+    @property
+    def discriminator_skipped(self) -> bool:
+        return self.verification.get("reason") == "budget"
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> RStarResult:
@@ -69,10 +112,12 @@ class RStarResult:
             usage=dict(state.get("usage") or {}),
             tree=dict(state.get("nodes") or {}),
             config=dict(state.get("config") or {}),
+            budget_exhausted=state.get("budget_exhausted"),
+            discriminator_error=state.get("discriminator_error"),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "warnings": self.warnings}
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
@@ -111,7 +156,8 @@ async def asolve(
             thread with an unfinished run raises ``ValueError``.
 
     Raises:
-        ValueError: empty question, bad settings, or a thread busy with another question.
+        ValueError: empty question, bad settings, a thread with an unfinished run for another
+            question, or (:class:`ThreadBusyError`) a thread already running a search.
         TypeError: a model that is none of the kinds above, or an unknown setting.
         RStarError: the run failed (e.g. the endpoint died); ``.partial`` keeps the tree so far.
 
@@ -127,6 +173,28 @@ async def asolve(
     cfg = _configure(config, overrides)
     saver = checkpointer or InMemorySaver()
     thread = thread_id or f"rstar-{uuid.uuid4().hex}"
+    key = (id(saver), thread)
+    if key in _RUNNING:
+        raise ThreadBusyError(
+            f"thread {thread!r} is already running a search on this checkpointer; wait for it "
+            "to finish (then call again to get its result or resume it) or use another thread_id"
+        )
+    _RUNNING.add(key)
+    try:
+        return await _run(question, target, discriminator, cfg, on_event, saver, thread)
+    finally:
+        _RUNNING.discard(key)
+
+
+async def _run(
+    question: str,
+    target: BackendLike,
+    discriminator: BackendLike | None,
+    cfg: RStarConfig,
+    on_event: EventHandler | None,
+    saver: BaseCheckpointSaver,
+    thread: str,
+) -> RStarResult:
     app = create_rstar_graph(target, discriminator=discriminator, config=cfg).compile(
         checkpointer=saver
     )

@@ -48,6 +48,13 @@ class Verification(TypedDict):
     usage: dict[str, int]
 
 
+def skipped_verification(reason: str, usage: dict[str, int] | None = None) -> Verification:
+    """A verification that did not check anything (``reason`` says why)."""
+    return Verification(
+        skipped=True, reason=reason, checks=[], usage=dict(usage or Usage().as_dict())
+    )
+
+
 def answer_limit(steps: Sequence[str], answer: str | None, task: str) -> int:
     """How many leading steps may be shown: those before the first one mentioning the answer."""
     for i, step in enumerate(steps):

@@ -63,6 +63,29 @@ class FinalAnswer(TypedDict):
     answer: str | None
     confidence: float
     method: str
+    budget_exhausted: str | None  # the budget limit that cut the search short, if one did
+    discriminator_error: str | None  # set when the generator's vote replaced a dead discriminator
+
+
+class BudgetExhausted(TypedDict):
+    """A budget limit was reached: nothing new starts; the answer comes from what exists."""
+
+    type: Literal["rstar.budget_exhausted"]
+    limit: str  # max_requests | max_generated_tokens | max_seconds
+    requests: int
+    generated_tokens: int
+    seconds: float
+    rollouts_finished: int
+    rollouts_stopped: list[int]  # rollouts cut short where they were
+    num_rollouts: int
+
+
+class DiscriminatorFailed(TypedDict):
+    """The discriminator's endpoint failed: the answer is the generator's majority vote."""
+
+    type: Literal["rstar.discriminator_failed"]
+    error: str
+    fallback: str
 
 
 RStarEvent = Union[  # noqa: UP007 - a runtime alias that must work on Python 3.10
@@ -72,6 +95,8 @@ RStarEvent = Union[  # noqa: UP007 - a runtime alias that must work on Python 3.
     VerificationStarted,
     CandidateVerified,
     FinalAnswer,
+    BudgetExhausted,
+    DiscriminatorFailed,
 ]
 EVENT_TYPES = (
     "rstar.rollout_started",
@@ -80,6 +105,8 @@ EVENT_TYPES = (
     "rstar.verification_started",
     "rstar.candidate_verified",
     "rstar.final_answer",
+    "rstar.budget_exhausted",
+    "rstar.discriminator_failed",
 )
 
 
@@ -134,13 +161,36 @@ def candidate_verified(check: Mapping[str, Any]) -> CandidateVerified:
     }
 
 
-def final_answer(final: Mapping[str, Any]) -> FinalAnswer:
+def final_answer(final: Mapping[str, Any], state: Mapping[str, Any] | None = None) -> FinalAnswer:
     return {
         "type": "rstar.final_answer",
         "answer": final["answer"],
         "confidence": final["confidence"],
         "method": final["method"],
+        "budget_exhausted": (state or {}).get("budget_exhausted"),
+        "discriminator_error": (state or {}).get("discriminator_error"),
     }
+
+
+def budget_exhausted(
+    limit: str, spent: Any, state: Mapping[str, Any], stopped: list[int]
+) -> BudgetExhausted:
+    """``spent`` is a :class:`~langgraph_rstar.search.Spent`; ``state`` the run state."""
+    rollouts = (state.get("rollouts") or {}).values()
+    return {
+        "type": "rstar.budget_exhausted",
+        "limit": limit,
+        "requests": spent.requests,
+        "generated_tokens": spent.generated_tokens,
+        "seconds": round(spent.seconds, 3),
+        "rollouts_finished": sum(1 for r in rollouts if r["done"]),
+        "rollouts_stopped": list(stopped),
+        "num_rollouts": (state.get("config") or {}).get("num_rollouts", 0),
+    }
+
+
+def discriminator_failed(error: str) -> DiscriminatorFailed:
+    return {"type": "rstar.discriminator_failed", "error": error, "fallback": "generator_maj"}
 
 
 def is_rstar_event(obj: Any) -> TypeGuard[RStarEvent]:

@@ -16,6 +16,7 @@ concurrently. All state is JSON-native, so any checkpointer can pause and resume
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
@@ -29,10 +30,15 @@ from typing_extensions import TypedDict
 
 from langgraph_rstar import events
 from langgraph_rstar.actions import ACTION_FUNCTIONS
-from langgraph_rstar.backends import BackendLike, as_backend
+from langgraph_rstar.backends import BackendError, BackendLike, as_backend
 from langgraph_rstar.backends.tracing import llm_run_context
 from langgraph_rstar.config import RStarConfig, RStarContext, resolve_config
-from langgraph_rstar.discriminator import Verification, select_final, verify_candidates
+from langgraph_rstar.discriminator import (
+    Verification,
+    select_final,
+    skipped_verification,
+    verify_candidates,
+)
 from langgraph_rstar.nodes import node
 from langgraph_rstar.prompts import PromptPack
 from langgraph_rstar.search import (
@@ -41,6 +47,7 @@ from langgraph_rstar.search import (
     Expansion,
     Rollout,
     SearchSettings,
+    Spent,
     TreeNode,
     advance,
     collect_candidates,
@@ -84,12 +91,15 @@ class RStarOutput(TypedDict, total=False):
     candidates: list[Candidate]
     verification: Verification
     usage: Annotated[dict[str, dict[str, int]], add_usage]
+    budget_exhausted: str | None  # the budget limit that stopped the search, if one did
+    discriminator_error: str | None  # why the discriminator failed (the generator's vote won)
 
 
 class RStarState(RStarInput, RStarOutput, total=False):
     """The whole run state: the tree is a flat map keyed by node id."""
 
     config: dict[str, Any]
+    started_at: float  # wall clock (time.time()) when the search started, for max_seconds
     nodes: Annotated[dict[str, TreeNode], merge_nodes]
     rollouts: dict[str, Rollout]
     expansions: list[Expansion]
@@ -116,6 +126,11 @@ def _question_from(state: Mapping[str, Any]) -> str:
     if not question:
         raise ValueError("rStar needs a non-empty question (state 'question' or a human message)")
     return question
+
+
+def _spent(state: Mapping[str, Any]) -> Spent:
+    started = state.get("started_at")
+    return Spent.from_usage(state.get("usage"), time.time() - started if started else 0.0)
 
 
 def render_answer(pack: PromptPack, steps: Sequence[str], answer: str | None) -> str:
@@ -167,13 +182,28 @@ def create_rstar_graph(
             "rollouts": {},
             "expansions": [],
             "usage": Overwrite({}),
+            "started_at": time.time(),
+            "budget_exhausted": None,
+            "discriminator_error": None,
         }
 
     async def controller(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
+        spent = _spent(state)
         step = advance(
-            state["nodes"], state.get("rollouts") or {}, SearchSettings.from_config(state["config"])
+            state["nodes"],
+            state.get("rollouts") or {},
+            SearchSettings.from_config(state["config"]),
+            spent,
         )
         write = runtime.stream_writer
+        if step.exhausted:
+            write(events.budget_exhausted(step.exhausted, spent, state, step.stopped))
+            return {
+                "nodes": step.nodes,
+                "rollouts": step.rollouts,
+                "expansions": [],
+                "budget_exhausted": step.exhausted,
+            }
         # announce starts first: a rollout may start and finish within this one step
         for rid in step.started:
             write(events.rollout_started(rid, state["config"]["num_rollouts"]))
@@ -232,20 +262,43 @@ def create_rstar_graph(
             "rstar_action": "discriminate",
             "rstar_node_ids": [c["node_id"] for c in candidates],
         }
-        with llm_run_context(config, metadata=about):
-            verification = await verify_candidates(
-                state["question"],
-                candidates,
-                llm=disc,
-                pack=cfg.prompt_pack(),
-                config=cfg,
-                on_check=lambda check: runtime.stream_writer(events.candidate_verified(check)),
-                on_start=lambda n, k: runtime.stream_writer(events.verification_started(n, k)),
-            )
-        return {
+        out: dict[str, Any] = {
             "candidates": candidates,
             "generator_answer": vote.answer,
             "generator_confidence": vote.confidence,
+        }
+        # A spent budget skips the check; a dead discriminator falls back to the generator's
+        # vote. Both are flagged in the state and the events, never silent.
+        limit = state.get("budget_exhausted") or SearchSettings.from_config(
+            state["config"]
+        ).exhausted(_spent(state))
+        try:
+            if limit:
+                verification = skipped_verification("budget")
+            else:
+                with llm_run_context(config, metadata=about):
+                    verification = await verify_candidates(
+                        state["question"],
+                        candidates,
+                        llm=disc,
+                        pack=cfg.prompt_pack(),
+                        config=cfg,
+                        on_check=lambda c: runtime.stream_writer(events.candidate_verified(c)),
+                        on_start=lambda n, k: runtime.stream_writer(
+                            events.verification_started(n, k)
+                        ),
+                    )
+        except BackendError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            runtime.stream_writer(events.discriminator_failed(error))
+            spent = exc.usage.as_dict() if exc.usage is not None else {}
+            verification = skipped_verification("discriminator failed", spent)
+            out["discriminator_error"] = error
+        if limit and not state.get("budget_exhausted"):
+            runtime.stream_writer(events.budget_exhausted(limit, _spent(state), state, []))
+            out["budget_exhausted"] = limit
+        return {
+            **out,
             "verification": verification,
             "usage": {"discriminator": verification["usage"]},
         }
@@ -253,7 +306,7 @@ def create_rstar_graph(
     async def finalize(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
         cfg = RStarConfig.from_dict(state["config"])
         final = select_final(state.get("candidates") or [], state["verification"], cfg)
-        runtime.stream_writer(events.final_answer(final))
+        runtime.stream_writer(events.final_answer(final, state))
         steps = final["trajectory"]
         content = render_answer(cfg.prompt_pack(), steps, final["answer"])
         return {
@@ -261,7 +314,17 @@ def create_rstar_graph(
             "confidence": final["confidence"],
             "trajectory": steps,
             "selection": final["method"],
-            "messages": [AIMessage(content=content, name="rstar")],
+            "messages": [
+                AIMessage(
+                    content=content,
+                    name="rstar",
+                    # degraded answers are flagged to the parent agent as well
+                    response_metadata={
+                        "budget_exhausted": state.get("budget_exhausted"),
+                        "discriminator_error": state.get("discriminator_error"),
+                    },
+                )
+            ],
         }
 
     builder = StateGraph(

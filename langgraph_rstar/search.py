@@ -264,6 +264,25 @@ def simulate_child(nodes: Mapping[str, TreeNode], node_id: str, seed: int, rollo
 
 
 @dataclass
+class Spent:
+    """What a search has used so far, to compare with its budget."""
+
+    requests: int = 0
+    generated_tokens: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def from_usage(cls, usage: Mapping[str, Mapping[str, int]] | None, seconds: float) -> Spent:
+        """Sum the per-role usage counters (``{"target": {...}, "discriminator": {...}}``)."""
+        roles = (usage or {}).values()
+        return cls(
+            requests=sum(int(u.get("requests", 0)) for u in roles),
+            generated_tokens=sum(int(u.get("completion_tokens", 0)) for u in roles),
+            seconds=seconds,
+        )
+
+
+@dataclass
 class SearchSettings:
     num_rollouts: int
     rollouts_in_flight: int = 1
@@ -272,6 +291,10 @@ class SearchSettings:
     seed: int = 42
     enable_a1: bool = True
     enable_a5: bool = True
+    # Budget (None: no limit). Once one is reached no rollout starts or continues.
+    max_requests: int | None = None
+    max_generated_tokens: int | None = None
+    max_seconds: float | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SearchSettings:
@@ -283,7 +306,24 @@ class SearchSettings:
             seed=config["seed"],
             enable_a1=config["enable_a1"],
             enable_a5=config["enable_a5"],
+            max_requests=config.get("max_requests"),
+            max_generated_tokens=config.get("max_generated_tokens"),
+            max_seconds=config.get("max_seconds"),
         )
+
+    def exhausted(self, spent: Spent | None) -> str | None:
+        """The name of the first budget limit ``spent`` has reached, or ``None``."""
+        if spent is None:
+            return None
+        limits = (
+            ("max_requests", self.max_requests, spent.requests),
+            ("max_generated_tokens", self.max_generated_tokens, spent.generated_tokens),
+            ("max_seconds", self.max_seconds, spent.seconds),
+        )
+        for name, limit, used in limits:
+            if limit is not None and used >= limit:
+                return name
+        return None
 
 
 @dataclass
@@ -295,16 +335,25 @@ class Step:
     expansions: list[Expansion] = field(default_factory=list)
     started: list[int] = field(default_factory=list)
     finished: list[Rollout] = field(default_factory=list)
+    stopped: list[int] = field(default_factory=list)  # rollouts cut short by the budget
+    exhausted: str | None = None  # the budget limit that stopped the search, if one did
     done: bool = False
 
 
 def advance(
-    nodes: Mapping[str, TreeNode], rollouts: Mapping[str, Rollout], settings: SearchSettings
+    nodes: Mapping[str, TreeNode],
+    rollouts: Mapping[str, Rollout],
+    settings: SearchSettings,
+    spent: Spent | None = None,
 ) -> Step:
     """Move every rollout forward until it needs an expansion or ends; start new ones.
 
     Expansions requested this call are dispatched together; a rollout that needs a node another
     rollout is already expanding simply waits for the next call.
+
+    With ``spent`` at or over a budget limit of ``settings``, nothing moves: rollouts in flight
+    are stopped where they are (their virtual loss released, nothing back-propagated, since they
+    reached no reward), none starts, and the step is ``done`` with ``exhausted`` naming the limit.
     """
     tree: dict[str, TreeNode] = {k: v for k, v in nodes.items()}
     changed: set[str] = set()
@@ -372,6 +421,19 @@ def advance(
             visit(run, child)
 
     started_count = len(runs)
+    step.exhausted = settings.exhausted(spent)
+    if step.exhausted is not None:
+        for run in sorted(runs.values(), key=lambda r: r["id"]):
+            if not run["done"]:
+                for node_id in run["path"]:
+                    node = edit(node_id)
+                    node["VL"] = max(0, node.get("VL", 0) - 1)
+                run["done"] = True
+                step.stopped.append(run["id"])
+        step.nodes = {k: tree[k] for k in changed}
+        step.rollouts = runs
+        step.done = True
+        return step
     while True:
         for run in sorted(runs.values(), key=lambda r: r["id"]):
             if not run["done"]:
