@@ -17,6 +17,7 @@ from langgraph_rstar.backends import BackendError
 from langgraph_rstar.endpoints import DIALECTS as DIALECTS
 from langgraph_rstar.endpoints import Endpoints as Endpoints
 from langgraph_rstar.endpoints import add_endpoint_args, config_from_args, open_endpoints
+from langgraph_rstar.terminal import markup_safe, plain
 
 # Set while the command line asks for --json: every failure is then one JSON object on stdout.
 _JSON_ERRORS: contextvars.ContextVar[bool] = contextvars.ContextVar("json_errors", default=False)
@@ -24,7 +25,7 @@ _JSON_ERRORS: contextvars.ContextVar[bool] = contextvars.ContextVar("json_errors
 
 def _print_error(message: str, kind: str, **extra: Any) -> None:
     """A failure for the terminal (stderr) and, with --json, as ``{"error": ...}`` on stdout."""
-    print(f"rstar: error: {message}", file=sys.stderr)
+    print(f"rstar: error: {plain(message)}", file=sys.stderr)  # server text: no control codes
     if _JSON_ERRORS.get():
         print(json.dumps({"error": message, "type": kind, **extra}, indent=2))
 
@@ -51,10 +52,10 @@ async def _solve(args: argparse.Namespace) -> int:
     out = Console()
     quiet = args.json or args.quiet
     progress = SolveProgress(err, cfg, enabled=not quiet)
-    async with open_endpoints(args, status=None if quiet else err.print) as ends:
+    async with open_endpoints(args, status=None if quiet else _status(err)) as ends:
         if not quiet:
             err.print(
-                f"[dim]target: {ends.description}; preset {cfg.preset_name}, "
+                f"[dim]target: {markup_safe(ends.description)}; preset {cfg.preset_name}, "
                 f"{cfg.num_rollouts} rollouts[/dim]"
             )
         with progress:
@@ -91,9 +92,10 @@ async def _solve(args: argparse.Namespace) -> int:
         from langgraph_rstar.progress import render_tree
 
         out.print(render_tree(result.tree))
+    # Model text is data: escaped, so "[/INST]" or "[a,b]" print as written.
     out.print("[bold]Trajectory[/bold]")
     for i, step in enumerate(result.trajectory, 1):
-        out.print(f"  Step {i}: {step}")
+        out.print(f"  Step {i}: {markup_safe(step)}")
     if result.answer is None:
         out.print(
             "[bold yellow]No answer:[/bold yellow] no trajectory of the search stated one "
@@ -101,10 +103,12 @@ async def _solve(args: argparse.Namespace) -> int:
         )
     else:
         out.print(
-            f"[bold green]Answer: {result.answer}[/bold green]  (confidence "
+            f"[bold green]Answer: {markup_safe(result.answer)}[/bold green]  (confidence "
             f"{result.confidence:.2f}, chosen by {result.selection}; generator@maj "
-            f"{result.generator_answer} at {result.generator_confidence:.2f})"
+            f"{markup_safe(result.generator_answer)} at {result.generator_confidence:.2f})"
         )
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/yellow] {markup_safe(warning)}")
     t = result.usage.get("target", {})
     d = result.usage.get("discriminator", {})
     out.print(
@@ -115,12 +119,17 @@ async def _solve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(console: Any) -> Any:
+    """A status callback that prints its (possibly user-given) text as plain text."""
+    return lambda text: console.print(markup_safe(text), style="dim")
+
+
 def _write_html(search: dict[str, Any], path: str, console: Any) -> None:
     from langgraph_rstar.view import write_search_html
 
     out = write_search_html(search, path)
     if console is not None:
-        console.print(f"[dim]search view: {out}[/dim]")
+        console.print(f"[dim]search view: {markup_safe(out)}[/dim]")
 
 
 def _serve_local(args: argparse.Namespace) -> int:

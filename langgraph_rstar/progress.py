@@ -17,6 +17,7 @@ from rich.progress import (
 from rich.tree import Tree
 
 from langgraph_rstar.config import RStarConfig
+from langgraph_rstar.terminal import markup_safe
 
 
 class SolveProgress:
@@ -72,14 +73,25 @@ class SolveProgress:
             if self.verify is None:
                 self.verify = self.progress.add_task("verify", total=None, info="")
             self.progress.advance(self.verify)
-            self.progress.update(
-                self.verify, info=f"{event['answer']}: {event['agreements']}/{event['masks']} agree"
+            agree = f"{event['agreements']}/{event['masks']} agree"
+            self.progress.update(self.verify, info=f"{markup_safe(event['answer'])}: {agree}")
+        elif kind == "rstar.budget_exhausted":
+            self.progress.console.print(
+                f"[yellow]budget {event['limit']} reached[/yellow] after {event['requests']} "
+                f"requests, {event['generated_tokens']} generated tokens, {event['seconds']:.1f} s:"
+                " answering from what the search has"
+            )
+        elif kind == "rstar.discriminator_failed":
+            self.progress.console.print(
+                f"[yellow]discriminator failed[/yellow] ({markup_safe(event['error'])}): "
+                "using the generator's majority vote"
             )
         elif kind == "rstar.final_answer":
             if self.verify is not None:
                 self.progress.update(self.verify, total=self.progress.tasks[self.verify].completed)
         top = ", ".join(
-            f"{a}×{n}" for a, n in sorted(self.answers.items(), key=lambda x: -x[1])[:3]
+            f"{markup_safe(a)}×{n}"
+            for a, n in sorted(self.answers.items(), key=lambda x: -x[1])[:3]
         )
         self.progress.update(self.search, info=f"{self.expansions} actions; answers: {top or '-'}")
 
@@ -93,11 +105,15 @@ def render_tree(nodes: Mapping[str, Mapping[str, Any]], *, width: int = 90) -> T
         if len(text) > width:
             text = text[: width - 1] + "…"
         stats = f"N={node.get('N', 0)} Q/N={node.get('Q', 0) / max(1, node.get('N', 0)):.2f}"
-        answer = f" [green]→ {node['answer']}[/green]" if node.get("answer") is not None else ""
+        answer = (
+            f" [green]→ {markup_safe(node['answer'])}[/green]"
+            if node.get("answer") is not None
+            else ""
+        )
         value = f" v={node['value']:.2f}" if node.get("value") is not None else ""
         return (
-            f"[cyan]{node['id']}[/cyan] [magenta]{node['kind']}[/magenta] ({stats}{value})"
-            f"{answer} [dim]{text}[/dim]"
+            f"[cyan]{markup_safe(node['id'])}[/cyan] [magenta]{markup_safe(node['kind'])}"
+            f"[/magenta] ({stats}{value}){answer} [dim]{markup_safe(text)}[/dim]"
         )
 
     children: dict[str, list[str]] = {}

@@ -15,6 +15,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pydantic
+from pydantic import NonNegativeInt
+
 from langgraph_rstar.eval.errors import EvalError
 
 __all__ = [
@@ -24,6 +27,8 @@ __all__ = [
     "ResultsLog",
     "load_records",
     "load_settings",
+    "read_records",
+    "record_problem",
 ]
 
 RESULTS_FILE = "results.jsonl"
@@ -159,15 +164,57 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def load_records(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a run's records, tolerating a torn last line.
+class _Usage(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="allow", strict=True)
+    requests: NonNegativeInt = 0
+    prompt_tokens: NonNegativeInt = 0
+    completion_tokens: NonNegativeInt = 0
 
-    Args:
-        run_dir: The run directory (or its ``results.jsonl``).
+
+class _Candidate(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="allow", strict=True)
+    answer: str | None = None
+    rollout: NonNegativeInt | None = None
+
+
+class _Record(pydantic.BaseModel):
+    """The fields a report reads, with their types (other fields are kept as they are)."""
+
+    model_config = pydantic.ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+    id: str | int
+    method: str | None = None
+    dataset: str | None = None
+    prediction: str | None = None
+    correct: bool = False
+    generator_correct: bool | None = None
+    error: str | None = None
+    usage: dict[str, _Usage] | None = None
+    gold: str | None = None
+    wall_seconds: pydantic.NonNegativeFloat | None = None
+    candidates: list[_Candidate | str | None] | None = None
+
+
+def record_problem(record: Mapping[str, Any]) -> str | None:
+    """What is wrong with a record's fields (``None`` when a report can use it)."""
+    try:
+        _Record.model_validate(record)
+    except pydantic.ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(map(str, err["loc"])) or "record"
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        return f"{where}: {err['msg']}, got {err.get('input')!r:.60}{more}"
+    return None
+
+
+def read_records(
+    run_dir: str | os.PathLike[str],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """A run's usable records (as :func:`load_records`) and what was wrong with the others.
 
     Returns:
-        One record per id, in file order; if an id has several, the last successful one wins
-        (an error record only when there is nothing better).
+        The records, and one problem per line that is not a usable record (``"line 3: not
+        JSON"``, ``"line 7 (id 'q2'): usage.target.requests: Input should be a valid
+        integer, got 'many'"``).
 
     Raises:
         EvalError: There is no results file.
@@ -177,7 +224,47 @@ def load_records(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         path = path / RESULTS_FILE
     if not path.is_file():
         raise EvalError(f"no results in {str(run_dir)!r} (missing {RESULTS_FILE})")
-    records, _ = _parse_lines(path.read_bytes())
+    records: list[dict[str, Any]] = []
+    problems: list[str] = []
+    lines = path.read_bytes().split(b"\n")
+    for lineno, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            torn = lineno == len(lines)  # a torn last line: the writer was killed mid-write
+            problems.append(f"line {lineno}: {'torn last line' if torn else 'not JSON'}")
+            continue
+        if not isinstance(rec, dict) or "id" not in rec:
+            problems.append(f"line {lineno}: not a record (a JSON object with an 'id')")
+            continue
+        problem = record_problem(rec)
+        if problem is not None:
+            problems.append(f"line {lineno} (id {rec['id']!r:.40}): {problem}")
+            continue
+        records.append(rec)
+    return _best_per_id(records), problems
+
+
+def load_records(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read a run's records, tolerating a torn last line and skipping unusable ones.
+
+    Args:
+        run_dir: The run directory (or its ``results.jsonl``).
+
+    Returns:
+        One record per id, in file order; if an id has several, the last successful one wins
+        (an error record only when there is nothing better). Lines that are not records with
+        the right field types are left out (:func:`read_records` says which and why).
+
+    Raises:
+        EvalError: There is no results file.
+    """
+    return read_records(run_dir)[0]
+
+
+def _best_per_id(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     best: dict[str, dict[str, Any]] = {}
     for rec in records:
         rid = str(rec["id"])

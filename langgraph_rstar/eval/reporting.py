@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from langgraph_rstar.eval.errors import EvalError
 from langgraph_rstar.eval.plots import write_plots
-from langgraph_rstar.eval.records import load_records, load_settings
+from langgraph_rstar.eval.records import RESULTS_FILE, load_settings, read_records
 from langgraph_rstar.eval.scoring import summarize
+from langgraph_rstar.terminal import markup_safe, plain
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from rich.console import Console
@@ -38,6 +39,7 @@ class RunReport:
     records: list[dict[str, Any]]
     summary: dict[str, Any]
     label: str = ""
+    problems: list[str] = dataclasses.field(default_factory=list)  # lines left out, and why
 
     @property
     def method(self) -> str:
@@ -51,14 +53,25 @@ class RunReport:
 def load_run(run_dir: str | os.PathLike[str]) -> RunReport:
     """Load a run directory (records, settings and summary).
 
+    Lines that are not usable records are left out and listed in ``problems`` (the summary
+    counts them as ``skipped_records``).
+
     Raises:
-        EvalError: The directory or its results are missing.
+        EvalError: The directory or its results are missing, or not one line of the results is
+            a usable record (a report of n = 0 would hide that).
     """
     path = Path(run_dir)
     if not path.is_dir():
         raise EvalError(f"run directory {str(path)!r} not found")
-    records = load_records(path)
-    run = RunReport(path, load_settings(path), records, summarize(records))
+    records, problems = read_records(path)
+    if not records:
+        detail = f": {'; '.join(problems[:3])}" if problems else ""
+        raise EvalError(
+            f"no usable records in {str(path / RESULTS_FILE)!r} "
+            f"({len(problems)} unusable line(s){detail})"
+        )
+    summary = {**summarize(records), "skipped_records": len(problems)}
+    run = RunReport(path, load_settings(path), records, summary, problems=problems)
     run.label = run.method
     return run
 
@@ -83,6 +96,7 @@ def _pct(x: float | None) -> str:
 def render_table(runs: Sequence[RunReport]) -> Table:
     """A rich table with one row per run."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="rStar evaluation")
     for name, justify in (
@@ -101,10 +115,10 @@ def render_table(runs: Sequence[RunReport]) -> Table:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for run in runs:
         s = run.summary
-        table.add_row(
-            run.path.name,
-            run.method,
-            run.task,
+        table.add_row(  # names come from files: plain Text, never markup
+            Text(plain(run.path.name)),
+            Text(plain(run.method)),
+            Text(plain(run.task)),
             str(s["n"]),
             _pct(s["accuracy"]),
             f"{_pct(s['ci_low'])}-{_pct(s['ci_high'])}",
@@ -131,6 +145,7 @@ def rescored(run: RunReport) -> dict[str, tuple[int, int]]:
 def render_rescore(runs: Sequence[RunReport]) -> Table:
     """One row per rStar run, one column per selection rule: accuracy % (and 95 % CI)."""
     from rich.table import Table
+    from rich.text import Text
 
     from langgraph_rstar.eval.scoring import wilson_interval
     from langgraph_rstar.selection import RULES
@@ -152,7 +167,8 @@ def render_rescore(runs: Sequence[RunReport]) -> Table:
                 k, n = scores.get(key, (0, 0))
                 low, high = wilson_interval(k, n)
                 cells.append(f"{_pct(k / n if n else None)} ({_pct(low)}-{_pct(high)})")
-            table.add_row(run.label, f"{used} (run)" if agreement is None else agreement, *cells)
+            name = Text(plain(run.label))  # from files: never markup
+            table.add_row(name, f"{used} (run)" if agreement is None else agreement, *cells)
     return table
 
 
@@ -192,7 +208,7 @@ def report(
     if as_json:
         summaries = []
         for r in runs:
-            entry: dict[str, Any] = {"run": str(r.path), **r.summary}
+            entry: dict[str, Any] = {"run": str(r.path), **r.summary, "problems": r.problems}
             if rescore:
                 entry["rescore"] = {k: {"correct": c, "n": n} for k, (c, n) in rescored(r).items()}
             summaries.append(entry)
@@ -201,20 +217,33 @@ def report(
         out.print(render_table(runs))
         if rescore:
             out.print(render_rescore(runs))
+    warn = out if not as_json else Console(stderr=True)
+    for run in runs:
+        if run.problems:
+            warn.print(
+                f"[yellow]warning:[/yellow] {markup_safe(run.path)}: left out "
+                f"{len(run.problems)} unusable line(s): {markup_safe('; '.join(run.problems[:5]))}"
+                + (" ..." if len(run.problems) > 5 else "")
+            )
     if plots_dir is None:
         plots_dir = (
             runs[0].path
             if len(runs) == 1
             else Path(os.path.commonpath([str(r.path.resolve()) for r in runs]))
         )
-    paths = write_plots(runs, plots_dir)
+    try:
+        paths = write_plots(runs, plots_dir)
+    except OSError as exc:  # e.g. --plots-dir under a regular file, or not writable
+        raise EvalError(
+            f"cannot write the plots to {str(plots_dir)!r}: {exc.strerror or exc}"
+        ) from None
     if not as_json:
         for path in paths.values():
-            out.print(f"plot: {path}")
+            out.print(f"plot: {markup_safe(path)}")
     if html_dir is not None:
         for index in write_html(runs, html_dir):
             if not as_json:
-                out.print(f"search views: {index}")
+                out.print(f"search views: {markup_safe(index)}")
     return runs
 
 

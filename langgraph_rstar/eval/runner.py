@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from langgraph_rstar.backends.redaction import redact, redact_url, url_secrets
 from langgraph_rstar.eval.data import Item, _sha256, load_dataset
 from langgraph_rstar.eval.errors import EvalError
 from langgraph_rstar.eval.methods import RSTAR_METHODS, _empty_usage, _predict, _QuestionFailed
@@ -25,8 +26,10 @@ from langgraph_rstar.eval.records import (
     _usage_totals,
     load_records,
     load_settings,
+    record_problem,
 )
 from langgraph_rstar.eval.scoring import summarize
+from langgraph_rstar.terminal import markup_safe, plain  # rich.markup only
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from rich.console import Console
@@ -38,7 +41,13 @@ __all__ = ["run_eval"]
 
 
 async def _evaluate_item(
-    item: Item, method: str, dataset: str, ends: Endpoints, cfg: RStarConfig, sc_k: int
+    item: Item,
+    method: str,
+    dataset: str,
+    ends: Endpoints,
+    cfg: RStarConfig,
+    sc_k: int,
+    secrets: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Solve one question (the solver sees only the question), then score it against the gold."""
     from langgraph_rstar.answers import answers_equal
@@ -50,7 +59,8 @@ async def _evaluate_item(
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure becomes an error record, retried later
-        error = f"{type(exc).__name__}: {exc}"
+        # Backends mask their own keys; this also covers any other key the run was given.
+        error = redact(f"{type(exc).__name__}: {exc}", secrets)
         usage = exc.usage if isinstance(exc, _QuestionFailed) else _empty_usage()
         out = {"prediction": None, "confidence": 0.0, "candidates": [], "usage": usage}
     wall = time.monotonic() - t0
@@ -122,7 +132,8 @@ def _check_same_run(
     done: Mapping[str, Mapping[str, Any]],
     wanted: Mapping[str, Any],
 ) -> None:
-    """Refuse to mix two different experiments in one run directory."""
+    """Refuse to mix two experiments in one run directory: a resume must have the same method,
+    dataset, data file (by content hash) and search settings (endpoints: see below)."""
     previous = dict(settings)
     for rec in done.values():  # settings.json may be missing; the records still tell
         previous.setdefault("method", rec.get("method"))
@@ -130,23 +141,69 @@ def _check_same_run(
         break
     for key in ("method", "dataset", "sc_k"):
         if key in previous and previous[key] != wanted.get(key):
-            raise EvalError(
-                f"{str(run_dir)!r} holds a run with {key}={previous[key]!r}, not "
-                f"{wanted.get(key)!r}; use another --out directory"
-            )
+            _refuse(run_dir, f"{key}={previous[key]!r}, not {wanted.get(key)!r}")
+    if "data_sha256" in previous and previous["data_sha256"] != wanted["data_sha256"]:
+        _refuse(
+            run_dir,
+            f"another data file: {previous.get('data')!r} (sha256 "
+            f"{str(previous['data_sha256'])[:12]}...), not {wanted['data']!r} (sha256 "
+            f"{wanted['data_sha256'][:12]}...); its records were scored against those gold answers",
+        )
     old_cfg, new_cfg = previous.get("config") or {}, wanted["config"]
     changed = sorted(k for k in old_cfg.keys() & new_cfg.keys() if old_cfg[k] != new_cfg[k])
     if changed:
         diffs = ", ".join(f"{k}: {old_cfg[k]!r} -> {new_cfg[k]!r}" for k in changed)
-        raise EvalError(
-            f"{str(run_dir)!r} was run with other search settings ({diffs}); use the same "
-            "options to resume, or another --out directory"
-        )
+        _refuse(run_dir, f"other search settings ({diffs})")
+
+
+def _check_same_endpoints(
+    run_dir: Path, settings: Mapping[str, Any], identity: Mapping[str, Any]
+) -> None:
+    """Refuse to resume a run on other endpoints or models (URLs compared without credentials)."""
+    old = settings.get("endpoints")
+    if isinstance(old, Mapping) and identity:
+        diffs = _diff(old, identity)
+        if diffs:
+            _refuse(run_dir, f"other endpoints ({diffs})")
+    target = identity.get("target") or {}
+    if not isinstance(old, Mapping) and "model" in settings and "model" in target:
+        if settings["model"] != target["model"]:  # a run from before endpoints were recorded
+            _refuse(run_dir, f"model {settings['model']!r}, not {target['model']!r}")
+
+
+def _diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> str:
+    """``role.key: old -> new`` for every leaf that differs between two nested mappings."""
+    out = []
+    for key in sorted(old.keys() | new.keys()):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            sub = _diff(a, b, f"{prefix}{key}.")
+            if sub:
+                out.append(sub)
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return ", ".join(out)
+
+
+def _refuse(run_dir: Path, what: str) -> None:
+    fresh = next(
+        p for i in range(2, 10_000) if not (p := run_dir.with_name(f"{run_dir.name}-{i}")).exists()
+    )
+    raise EvalError(
+        f"{str(run_dir)!r} holds a run with {what}. To resume it, rerun with the options it was "
+        f"started with (see {run_dir / SETTINGS_FILE}); to start a new run, use another "
+        f"directory, e.g. --out {fresh}"
+    )
 
 
 def _public_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options, for settings.json: no keys, URLs without credentials."""
     hidden = {"func", "api_key", "discriminator_api_key"}
-    return {k: v for k, v in vars(args).items() if k not in hidden}
+    out = {k: v for k, v in vars(args).items() if k not in hidden}
+    for key in ("base_url", "discriminator_base_url"):
+        if out.get(key):
+            out[key] = redact_url(out[key])
+    return out
 
 
 class _Progress:
@@ -215,7 +272,7 @@ class _Progress:
         if self.enabled and not self.live:  # logs and pipes: one line per question
             mark = "error" if record.get("error") else ("ok" if record.get("correct") else "wrong")
             self.console.print(
-                f"[{self.done}/{self.total}] {record['id']}: {mark} "
+                f"[{self.done}/{self.total}] {plain(record['id'])}: {mark} "
                 f"(pred {record.get('prediction')!r}, gold {record.get('gold')!r}, "
                 f"{record.get('wall_seconds', 0):.1f}s) {self._stats()}",
                 markup=False,
@@ -269,7 +326,11 @@ async def run_eval(
     run_dir = Path(args.out)
     if run_dir.exists() and not run_dir.is_dir():
         raise EvalError(f"--out {str(run_dir)!r} is a file, not a directory")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a parent is a regular file
+        raise EvalError(f"--out {str(run_dir)!r}: cannot create it ({exc.strerror})") from None
+    data_path = Path(args.data).resolve()
 
     with _run_lock(run_dir):
         log = ResultsLog(run_dir / RESULTS_FILE)
@@ -279,40 +340,45 @@ async def run_eval(
             "dataset": args.dataset,
             "sc_k": sc_k,
             "config": cfg.to_dict(),
+            "data": str(data_path),
+            "data_sha256": _sha256(data_path),
         }
         # Check before repairing anything, so that a wrong --out never touches the file.
-        _check_same_run(run_dir, settings, {r["id"]: r for r in _peek(log.path)}, wanted)
-        done = log.open()
-        try:
-            if log.dropped_lines:
-                err.print(
-                    f"[yellow]dropped {log.dropped_lines} torn line(s) from {log.path}[/yellow]"
-                )
-            ids = {it.id for it in items}
-            todo = [it for it in items if it.id not in done]
-            finished = [r for rid, r in done.items() if rid in ids]
-            quiet = getattr(args, "quiet", False)
-            if not quiet:
-                retry = f", retrying {log.retried_errors} failed" if log.retried_errors else ""
-                err.print(
-                    f"[dim]{args.method} on {args.dataset}: {len(items)} questions, "
-                    f"{len(finished)} already done{retry}; results in {log.path}[/dim]"
-                )
-            if todo:
-                async with contextlib.AsyncExitStack() as stack:
-                    ends = (
-                        endpoints
-                        if endpoints is not None
-                        else await stack.enter_async_context(
-                            open_endpoints(args, status=None if quiet else err.print)
-                        )
+        peeked = _peek(log.path)
+        _check_same_run(run_dir, settings, {r["id"]: r for r in peeked}, wanted)
+        usable = {str(r["id"]) for r in peeked if not r.get("error") and not record_problem(r)}
+        quiet = getattr(args, "quiet", False)
+        async with contextlib.AsyncExitStack() as stack:
+            ends: Endpoints | None = endpoints
+            if ends is None and any(it.id not in usable for it in items):
+                status = None if quiet else lambda t: err.print(markup_safe(t))
+                ends = await stack.enter_async_context(open_endpoints(args, status=status))
+            if ends is not None:  # the endpoints are part of the experiment too
+                _check_same_endpoints(run_dir, settings, ends.identity)
+            done = log.open()
+            try:
+                if log.dropped_lines:
+                    err.print(
+                        f"[yellow]dropped {log.dropped_lines} torn or invalid line(s) from "
+                        f"{markup_safe(log.path)}[/yellow]"
                     )
+                ids = {it.id for it in items}
+                todo = [it for it in items if it.id not in done]
+                finished = [r for rid, r in done.items() if rid in ids]
+                if not quiet:
+                    retry = f", retrying {log.retried_errors} failed" if log.retried_errors else ""
+                    err.print(
+                        f"[dim]{args.method} on {args.dataset}: {len(items)} questions, "
+                        f"{len(finished)} already done{retry}; results in "
+                        f"{markup_safe(log.path)}[/dim]"
+                    )
+                if todo and ends is not None:
                     _write_settings(run_dir, settings, wanted, args, ends, items)
                     await _run_items(
                         todo, finished, len(items), args, cfg, sc_k, ends, log, err, quiet
                     )
-        finally:
-            log.close()
+            finally:
+                log.close()
 
     selected = {it.id for it in items}
     records = [r for r in load_records(run_dir) if r["id"] in selected]
@@ -337,10 +403,9 @@ def _write_settings(
 ) -> None:
     from langgraph_rstar import __version__
 
-    data_path = Path(args.data).resolve()
     session = {
         "started": _now(),
-        "endpoint": ends.description,
+        "endpoint": redact_url(ends.description),
         "questions": len(items),
         "options": _public_options(args),
     }
@@ -348,10 +413,11 @@ def _write_settings(
         "method": wanted["method"],
         "dataset": wanted["dataset"],
         "sc_k": wanted["sc_k"],
-        "data": str(data_path),
-        "data_sha256": _sha256(data_path),
+        "data": wanted["data"],
+        "data_sha256": wanted["data_sha256"],
         "config": wanted["config"],
-        "endpoint": ends.description,
+        "endpoints": ends.identity,
+        "endpoint": redact_url(ends.description),
         "model": getattr(ends.target, "model", None),
         "started": settings.get("started", session["started"]),
         "package_version": __version__,
@@ -372,7 +438,14 @@ async def _run_items(
     err: Console,
     quiet: bool,
 ) -> None:
+    from langgraph_rstar.endpoints import api_keys
+
     sem = asyncio.Semaphore(args.concurrency)
+    secrets = [
+        *api_keys(args),
+        *url_secrets(args.base_url),
+        *url_secrets(getattr(args, "discriminator_base_url", None)),
+    ]
     max_in_a_row = args.max_consecutive_errors
     in_a_row, last_error = 0, ""
     abort = asyncio.Event()
@@ -385,7 +458,9 @@ async def _run_items(
             async with sem:
                 if abort.is_set():
                     return
-                record = await _evaluate_item(item, args.method, args.dataset, ends, cfg, sc_k or 1)
+                record = await _evaluate_item(
+                    item, args.method, args.dataset, ends, cfg, sc_k or 1, secrets
+                )
             log.append(record)  # durable before it is counted anywhere
             progress.add(record)
             if record["error"]:
