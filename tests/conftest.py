@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -78,3 +81,60 @@ def llm(scripted: ScriptedServer) -> OpenAICompatibleLLM:
 @pytest.fixture
 def tiny_config() -> RStarConfig:
     return RStarConfig.preset("fast", num_rollouts=4, max_depth=3)
+
+
+# --------------------------------------------------------------------------------------------
+# The fault suite's outcome counts (tests marked @pytest.mark.fault(expect, risk=...))
+# --------------------------------------------------------------------------------------------
+
+EXPECTED = ("clear", "valid-flagged", "valid")  # what a passing case shows
+FAILED_AS = ("silent", "crash", "hang", "loss", "security")  # what a failing case was
+_FAULT_OUTCOMES: Counter[str] = Counter()
+
+
+class Hang(AssertionError):
+    """A fault case did not finish within its bound (counted as "hang")."""
+
+
+def fault_outcome(
+    passed: bool, excinfo: pytest.ExceptionInfo[BaseException] | None, marker: pytest.Mark
+) -> str:
+    """The category of one fault case: its expected outcome, or what its failure means.
+
+    A pytest-timeout or :class:`Hang` is a hang; a failed assertion (or a ``pytest.raises`` that
+    saw nothing raised) is the case's ``risk`` (default "silent": a wrong result nobody was told
+    about); any other exception is a crash.
+    """
+    if passed:
+        return marker.args[0] if marker.args else marker.kwargs.get("expect", "clear")
+    if excinfo is None:
+        return "crash"
+    if excinfo.errisinstance(Hang) or "Timeout >" in str(excinfo.value):
+        return "hang"
+    if excinfo.errisinstance((AssertionError, pytest.fail.Exception)):
+        return marker.kwargs.get("risk", "silent")
+    return "crash"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("fault")
+    if marker is None or report.skipped:
+        return
+    if report.when == "call" or (report.when == "setup" and report.failed):
+        _FAULT_OUTCOMES[fault_outcome(report.passed, call.excinfo, marker)] += 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+    if not _FAULT_OUTCOMES:
+        return
+    total = sum(_FAULT_OUTCOMES.values())
+    line = ", ".join(f"{k} {_FAULT_OUTCOMES.get(k, 0)}" for k in (*EXPECTED, *FAILED_AS))
+    terminalreporter.write_line(f"fault suite: {total} cases: {line}")
+    path = os.environ.get("RSTAR_FAULT_REPORT")
+    if path:
+        counts = {k: _FAULT_OUTCOMES.get(k, 0) for k in (*EXPECTED, *FAILED_AS)}
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"cases": total, **counts}, f)

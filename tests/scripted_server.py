@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +26,33 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Responder = Callable[[str, dict[str, Any]], "str | Sequence[str]"]
+# Longest a misbehaving handler keeps its connection busy (stalls, trickles, endless bodies).
+FAULT_MAX_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One misbehaviour, acted out on the socket in place of a normal reply.
+
+    Kinds:
+        ``status``: HTTP ``status`` with ``headers`` and ``body`` (default: an error object).
+        ``body``: HTTP 200 with ``body`` as given (malformed, huge, wrong shapes).
+        ``reset``: close with a TCP reset before any reply.
+        ``close``: close cleanly before any reply.
+        ``stall``: accept the request and say nothing for ``seconds``, then close.
+        ``trickle``: send the headers of a 200 with a long ``Content-Length``, then one byte every
+            ``seconds``, never finishing.
+        ``chunked_forever``: a chunked 200 whose chunks (a space each, every ``seconds``) never end.
+        ``partial``: headers promising more bytes than are sent, part of the body, then close.
+        ``raw``: ``body`` written to the socket as is (not even HTTP, if you like), then close.
+    """
+
+    kind: str
+    status: int = 200
+    body: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    seconds: float = 0.05
+
 
 # Whitespace "tokens": a run of non-space characters with the whitespace in front of it
 # (trailing whitespace is a token of its own).
@@ -115,7 +144,67 @@ class _Handler(BaseHTTPRequestHandler):
             k.lower(): v for k, v in self.headers.items()
         }
         status, payload, raw_out = self.server.scripted._handle(path, body)
+        if isinstance(payload, Fault):
+            self._act_out(payload)
+            return
         self._send(status, payload, raw=raw_out)
+
+    # -- misbehaviour on the socket ------------------------------------------------------------
+
+    def _act_out(self, fault: Fault) -> None:
+        stopping = self.server.scripted._stopping
+        deadline = time.monotonic() + FAULT_MAX_SECONDS
+        self.close_connection = True
+        try:
+            if fault.kind in ("status", "body"):
+                data = fault.body
+                if data is None:
+                    message = {"message": f"scripted failure {fault.status}", "code": fault.status}
+                    data = json.dumps({"error": message}).encode()
+                self.send_response(fault.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in fault.headers:
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+            elif fault.kind == "reset":
+                # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.connection.close()
+            elif fault.kind == "close":
+                self.connection.shutdown(socket.SHUT_RDWR)
+            elif fault.kind == "stall":
+                stopping.wait(min(fault.seconds, FAULT_MAX_SECONDS))
+            elif fault.kind in ("trickle", "chunked_forever"):
+                # A body promised long (or chunked) and dripped out, never finished.
+                trickle = fault.kind == "trickle"
+                framing = b"Content-Length: 100000" if trickle else b"Transfer-Encoding: chunked"
+                self.wfile.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + framing + b"\r\n\r\n"
+                )
+                while time.monotonic() < deadline and not stopping.wait(fault.seconds):
+                    self.wfile.write(b" " if trickle else b"1\r\n \r\n")
+                    self.wfile.flush()
+            elif fault.kind == "partial":
+                data = fault.body or b'{"choices": [{"index": 0, "text": "cut'
+                self.wfile.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {len(data) + 1000}\r\n\r\n".encode()
+                    + data
+                )
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+            elif fault.kind == "raw":
+                self.wfile.write(fault.body or b"")
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+            else:
+                raise ValueError(f"unknown fault kind {fault.kind!r}")
+        except OSError:
+            pass  # the client gave up (deadline, reset): that is the point
 
 
 class ScriptedServer:
@@ -136,6 +225,9 @@ class ScriptedServer:
         tokenize_endpoint: Serve llama.cpp's ``/tokenize`` (calls are counted in
             ``tokenize_calls``, not logged).
         models: The model ids ``/v1/models`` lists.
+        fault_hook: ``fault_hook(record) -> Fault | None`` decides, for every POST that
+            :meth:`fault_next` has no queued fault for, whether to misbehave (the soak test's
+            random faults).
 
     Token accounting follows llama.cpp: a natural end counts (and lists in logprobs) one
     end-of-generation token ``""``; a stop-string hit counts the stop string's tokens but leaves
@@ -154,6 +246,7 @@ class ScriptedServer:
         reverse_choices: bool = False,
         tokenize_endpoint: bool = True,
         models: Sequence[str] = ("scripted",),
+        fault_hook: Callable[[RequestRecord], Fault | None] | None = None,
     ) -> None:
         self.responder = responder
         self.delay = delay
@@ -165,10 +258,12 @@ class ScriptedServer:
         self.tokenize_endpoint = tokenize_endpoint
         self.models = list(models)
         self.tokenize_calls = 0
+        self.fault_hook = fault_hook
         self.log: list[RequestRecord] = []
-        self._request_headers = threading.local()  # the headers of this thread's request
         self._lock = threading.Lock()
-        self._faults: list[tuple[str, int, str | None]] = []
+        self._stopping = threading.Event()
+        self._request_headers = threading.local()  # the headers of each handler's request
+        self._faults: list[tuple[str, int, str | None] | Fault] = []
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
@@ -187,6 +282,7 @@ class ScriptedServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()  # ends stalls, trickles and endless bodies
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -213,6 +309,11 @@ class ScriptedServer:
         """
         with self._lock:
             self._faults.extend([("malformed", 200, kind)] * count)
+
+    def fault_next(self, fault: Fault, count: int = 1) -> None:
+        """Act out ``fault`` on the socket for the next ``count`` POST requests."""
+        with self._lock:
+            self._faults.extend([fault] * count)
 
     @property
     def posts(self) -> list[RequestRecord]:
@@ -247,10 +348,16 @@ class ScriptedServer:
         n = int(body.get("n") or 1)
         max_tokens = body.get("max_tokens")
         rec = RequestRecord(path, body, prompts, n, stop, max_tokens, time.monotonic())
-        rec.headers = dict(getattr(self._request_headers, "value", None) or {})
+        rec.headers = dict(getattr(self._request_headers, "value", {}))
         with self._lock:
             self.log.append(rec)
             fault = self._faults.pop(0) if self._faults else None
+        if fault is None and self.fault_hook is not None:
+            fault = self.fault_hook(rec)
+        if isinstance(fault, Fault):
+            rec.status = -1  # not a normal reply
+            rec.finished = time.monotonic()
+            return 0, fault, None
         try:
             if self.delay:
                 time.sleep(self.delay)
@@ -269,9 +376,9 @@ class ScriptedServer:
         prompts: list[str],
         n: int,
         stop: list[str],
-        fault: tuple[str, int, str | None] | None,
+        fault: tuple[str, int, str | None] | Fault | None,
     ) -> tuple[int, Any, bytes | None]:
-        if fault is not None:
+        if fault is not None and not isinstance(fault, Fault):
             kind, status, detail = fault
             if kind == "status":
                 if detail is not None:
