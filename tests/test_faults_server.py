@@ -266,7 +266,7 @@ def limited(status: int = 429, **headers: str) -> Fault:
     [
         (limited(**{"Retry-After": "0.6"}), 60.0, 0.55, 2.0),
         (limited(503, **{"Retry-After": "3600"}), 0.3, 0.25, 1.5),
-        (limited(**{"Retry-After": formatdate(time.time() + 30, usegmt=True)}), 0.5, 0.45, 1.5),
+        (limited(**{"Retry-After": formatdate(time.time() + 3600, usegmt=True)}), 0.5, 0.45, 1.5),
         (limited(**{"retry-after-ms": "400"}), 60.0, 0.35, 1.5),
         (limited(**{"Retry-After": "soon"}), 60.0, 0.0, 1.0),
         (limited(**{"Retry-After": "-5"}), 60.0, 0.0, 1.0),
