@@ -74,6 +74,7 @@ def complete_lines(path: Path) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.fault("valid", risk="loss")
 def test_resume_after_sigkill_keeps_every_id_exactly_once(tmp_path):
     data = write_data(tmp_path, 6)
     out = tmp_path / "run"
@@ -129,6 +130,7 @@ def test_resume_after_sigkill_keeps_every_id_exactly_once(tmp_path):
     assert settings["sc_k"] == 8 and len(settings["sessions"]) == 2
 
 
+@pytest.mark.fault("valid", risk="loss")
 def test_failed_question_is_recorded_then_retried(scripted, tmp_path):
     data = write_data(tmp_path, 3)
     out = tmp_path / "run"
@@ -147,6 +149,7 @@ def test_failed_question_is_recorded_then_retried(scripted, tmp_path):
     assert all(json.loads(x)["correct"] for x in lines)
 
 
+@pytest.mark.fault("clear")
 def test_endpoint_down_stops_after_consecutive_failures(scripted, tmp_path, capsys):
     data = write_data(tmp_path, 3)
     scripted.fail_next(50, status=400)
@@ -165,6 +168,7 @@ def test_endpoint_down_stops_after_consecutive_failures(scripted, tmp_path, caps
     assert len(load_records(tmp_path / "run")) == 2  # the third was never started
 
 
+@pytest.mark.fault("clear", risk="loss")
 def test_a_second_process_on_the_same_run_dir_is_refused(scripted, tmp_path, capsys):
     data = write_data(tmp_path, 1)
     out = tmp_path / "run"

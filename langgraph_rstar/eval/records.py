@@ -100,10 +100,14 @@ class ResultsLog:
         """Repair the file if needed and open it for appending.
 
         Returns:
-            The successful records by id (error records are removed: they will be retried).
+            The successful records by id (error records and records with wrong-typed fields
+            are removed: their questions will be asked again).
         """
         data = self.path.read_bytes() if self.path.exists() else b""
         records, bad = _parse_lines(data)
+        usable = [r for r in records if record_problem(r) is None]  # wrong types: redo those
+        bad += len(records) - len(usable)
+        records = usable
         done: dict[str, dict[str, Any]] = {}
         errors: set[str] = set()
         duplicates = 0

@@ -223,7 +223,8 @@ def report(
             warn.print(
                 f"[yellow]warning:[/yellow] {markup_safe(run.path)}: left out "
                 f"{len(run.problems)} unusable line(s): {markup_safe('; '.join(run.problems[:5]))}"
-                + (" ..." if len(run.problems) > 5 else "")
+                + (" ..." if len(run.problems) > 5 else ""),
+                soft_wrap=True,
             )
     if plots_dir is None:
         plots_dir = (
