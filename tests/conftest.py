@@ -90,6 +90,7 @@ def tiny_config() -> RStarConfig:
 EXPECTED = ("clear", "valid-flagged", "valid")  # what a passing case shows
 FAILED_AS = ("silent", "crash", "hang", "loss", "security")  # what a failing case was
 _FAULT_OUTCOMES: Counter[str] = Counter()
+SOAK_REPORT: dict[str, object] = {}  # filled by tests/test_soak.py, printed at the end
 
 
 class Hang(AssertionError):
@@ -128,6 +129,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+    if SOAK_REPORT:
+        terminalreporter.write_line(f"soak: {json.dumps(SOAK_REPORT)}")
     if not _FAULT_OUTCOMES:
         return
     total = sum(_FAULT_OUTCOMES.values())
