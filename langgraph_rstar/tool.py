@@ -27,11 +27,13 @@ class RStarToolInput(BaseModel):
 
 def _format(result: RStarResult) -> str:
     steps = " ".join(f"({i}) {s}" for i, s in enumerate(result.trajectory, 1))
-    return (
+    text = (
         f"Answer: {result.answer} (confidence {result.confidence:.2f}). Reasoning: {steps}"
         if steps
         else f"Answer: {result.answer}"
     )
+    # A degraded answer says so to the agent too (budget spent, discriminator down).
+    return " ".join([text, *(f"Note: {w}." for w in result.warnings)])
 
 
 def _emit(event: Any) -> None:

@@ -124,6 +124,22 @@ async def test_a_spent_budget_stops_the_search_and_flags_the_answer(
 
 
 @flagged
+async def test_a_budget_limited_answer_is_flagged_to_agents(scripted, llm, tiny_config):
+    from langgraph_rstar import create_rstar_graph
+    from langgraph_rstar.tool import create_rstar_tool
+
+    tight = tiny_config.replace(num_rollouts=8, max_requests=2)
+    message = await create_rstar_tool(llm, config=tight).ainvoke(
+        {"type": "tool_call", "id": "1", "name": "rstar_reason", "args": {"question": Q_TOM}}
+    )
+    assert "Answer: 5" in message.content
+    assert "Note: budget max_requests=2 exhausted" in message.content
+    out = await create_rstar_graph(llm, config=tight).compile().ainvoke({"question": Q_TOM})
+    assert out["budget_exhausted"] == "max_requests"
+    assert out["messages"][-1].response_metadata["budget_exhausted"] == "max_requests"
+
+
+@flagged
 async def test_a_time_budget_bounds_a_slow_search(slow_scripted, tiny_config):
     llm = OpenAICompatibleLLM(slow_scripted.base_url, "m", max_retries=0, timeout=5)
     with Timer() as t:
