@@ -209,8 +209,9 @@ def choices(*entries: tuple[int | None, str]) -> Fault:
         choices((0, "a|0"), (1, "a|1")),
         choices((None, "b|0"), (None, "a|0"), (None, "b|1"), (None, "a|1")),  # no index
         body({"choices": [{"index": "0", "text": "a|0"}, {"index": "1", "text": "b|0"}]}),
+        choices((0, "a|0"), (1, "a|1"), (None, "b|0"), (3, "b|1")),  # one index missing
     ],
-    ids=["one-prompt-omitted", "choices-without-index", "index-not-an-integer"],
+    ids=["one-prompt-omitted", "choices-without-index", "index-not-an-integer", "one-without"],
 )
 async def test_an_ambiguous_batched_reply_is_re_asked_per_prompt(srv, fault):
     srv.fault_next(fault)
