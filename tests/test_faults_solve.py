@@ -26,6 +26,11 @@ Q_TOM = next(iter(QUESTIONS))
 KEY = "sk-target-key-0123456789abcdef"
 
 
+def solve_args(url: str, *extra: str) -> list[str]:
+    """``rstar solve`` of the Tom question with 2 rollouts against ``url``."""
+    return ["solve", Q_TOM, "--base-url", url, "--rollouts", "2", *extra]
+
+
 def events_of(kind: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["type"] == kind]
 
@@ -153,18 +158,7 @@ async def test_a_time_budget_bounds_a_slow_search(slow_scripted, tiny_config):
 
 @flagged
 def test_the_budget_from_the_command_line(scripted, capsys):
-    code = main(
-        [
-            "solve",
-            Q_TOM,
-            "--base-url",
-            scripted.base_url,
-            "--quiet",
-            "--max-requests",
-            "2",
-            "--json",
-        ]
-    )
+    code = main(solve_args(scripted.base_url, "--quiet", "--max-requests", "2", "--json"))
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["budget_exhausted"] == "max_requests"
     assert out["warnings"] and out["answer"] == "5"
@@ -276,18 +270,7 @@ def hostile_responder(marker: str):
 @pytest.mark.parametrize(("marker", "shown"), HOSTILE.values(), ids=HOSTILE.keys())
 def test_model_text_is_printed_as_written(marker, shown, capsys):
     with ScriptedServer(hostile_responder(marker)) as server:
-        code = main(
-            [
-                "solve",
-                Q_TOM,
-                "--base-url",
-                server.base_url,
-                "--rollouts",
-                "2",
-                "--no-discriminator",
-                "--tree",
-            ]
-        )
+        code = main(solve_args(server.base_url, "--no-discriminator", "--tree"))
     captured = capsys.readouterr()
     assert code == 0, captured.err
     steps = [line for line in captured.out.splitlines() if line.lstrip().startswith("Step ")]
@@ -303,17 +286,7 @@ def test_a_server_error_with_markup_is_reported(as_json, capsys):
     with ScriptedServer(rstar_responder) as server:
         error = json.dumps({"error": {"message": message}}).encode()
         server.fault_next(Fault("status", 400, body=error), 100)
-        code = main(
-            [
-                "solve",
-                Q_TOM,
-                "--base-url",
-                server.base_url,
-                "--rollouts",
-                "2",
-                *(["--json"] if as_json else []),
-            ]
-        )
+        code = main(solve_args(server.base_url, *(["--json"] if as_json else [])))
     err = capsys.readouterr().err
     assert code == 2 and "bad [/red] request [bold]\\x1b[31m" in err
     assert "Traceback" not in err and "\x1b" not in err
@@ -323,18 +296,7 @@ def test_a_server_error_with_markup_is_reported(as_json, capsys):
 def test_the_cli_warns_about_a_dead_discriminator(scripted, capsys):
     dead = f"http://127.0.0.1:{free_port()}/v1"
     code = main(
-        [
-            "solve",
-            Q_TOM,
-            "--base-url",
-            scripted.base_url,
-            "--rollouts",
-            "2",
-            "--discriminator-base-url",
-            dead,
-            "--max-retries",
-            "0",
-        ]
+        solve_args(scripted.base_url, "--discriminator-base-url", dead, "--max-retries", "0")
     )
     captured = capsys.readouterr()
     assert code == 0 and "Answer: 5" in captured.out
@@ -360,19 +322,14 @@ def test_the_targets_key_never_goes_to_another_host(two_servers, tmp_path, capsy
     key_file = tmp_path / "key"
     key_file.write_text(KEY + "\n")
     code = main(
-        [
-            "solve",
-            Q_TOM,
-            "--base-url",
+        solve_args(
             target.base_url,
             "--api-key-file",
             str(key_file),
             "--discriminator-base-url",
             judge.base_url,
-            "--rollouts",
-            "2",
             "--quiet",
-        ]
+        )
     )
     assert code == 0, capsys.readouterr().err
     assert auth_of(target) == {f"Bearer {KEY}"}
@@ -382,19 +339,7 @@ def test_the_targets_key_never_goes_to_another_host(two_servers, tmp_path, capsy
 @valid
 def test_a_discriminator_on_the_same_host_shares_the_key(scripted, monkeypatch, capsys):
     monkeypatch.setenv("RSTAR_TARGET_API_KEY", KEY)
-    code = main(
-        [
-            "solve",
-            Q_TOM,
-            "--base-url",
-            scripted.base_url,
-            "--discriminator-model",
-            "judge",
-            "--rollouts",
-            "2",
-            "--quiet",
-        ]
-    )
+    code = main(solve_args(scripted.base_url, "--discriminator-model", "judge", "--quiet"))
     assert code == 0
     assert {r.body["model"] for r in scripted.posts} == {"default", "judge"}
     assert auth_of(scripted) == {f"Bearer {KEY}"}
@@ -405,19 +350,9 @@ def test_the_discriminators_own_key_goes_to_it(two_servers, monkeypatch, capsys)
     target, judge = two_servers
     monkeypatch.setenv("RSTAR_DISCRIMINATOR_API_KEY", "sk-judge-key-98765432")
     code = main(
-        [
-            "solve",
-            Q_TOM,
-            "--base-url",
-            target.base_url,
-            "--api-key",
-            KEY,
-            "--discriminator-base-url",
-            judge.base_url,
-            "--rollouts",
-            "2",
-            "--quiet",
-        ]
+        solve_args(
+            target.base_url, "--api-key", KEY, "--discriminator-base-url", judge.base_url, "--quiet"
+        )
     )
     assert code == 0
     assert auth_of(judge) == {"Bearer sk-judge-key-98765432"} and auth_of(target) == {
@@ -430,19 +365,7 @@ def test_the_discriminators_own_key_goes_to_it(two_servers, monkeypatch, capsys)
 def test_a_key_echoed_by_the_server_never_reaches_the_terminal(scripted, as_json, capsys):
     echoed = json.dumps({"error": {"message": f"Incorrect API key provided: {KEY}"}}).encode()
     scripted.fault_next(Fault("status", 401, body=echoed), 100)
-    code = main(
-        [
-            "solve",
-            Q_TOM,
-            "--base-url",
-            scripted.base_url,
-            "--api-key",
-            KEY,
-            "--rollouts",
-            "2",
-            *(["--json"] if as_json else []),
-        ]
-    )
+    code = main(solve_args(scripted.base_url, "--api-key", KEY, *(["--json"] if as_json else [])))
     captured = capsys.readouterr()
     assert code == 2 and "Incorrect API key provided: ***" in captured.err
     assert KEY not in captured.out + captured.err
@@ -451,7 +374,7 @@ def test_a_key_echoed_by_the_server_never_reaches_the_terminal(scripted, as_json
 @pytest.mark.fault("clear", risk="security")
 def test_url_credentials_are_not_printed(capsys):
     url = f"http://admin:hunter2-secret@127.0.0.1:{free_port()}/v1"
-    code = main(["solve", Q_TOM, "--base-url", url, "--max-retries", "0", "--rollouts", "2"])
+    code = main(solve_args(url, "--max-retries", "0"))
     captured = capsys.readouterr()
     assert code == 2 and "cannot reach http://***@127.0.0.1" in captured.err
     assert "hunter2-secret" not in captured.out + captured.err
