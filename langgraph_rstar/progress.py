@@ -75,13 +75,13 @@ class SolveProgress:
             self.progress.advance(self.verify)
             agree = f"{event['agreements']}/{event['masks']} agree"
             self.progress.update(self.verify, info=f"{markup_safe(event['answer'])}: {agree}")
-        elif kind == "rstar.budget_exhausted":
+        elif kind == "rstar.budget_exhausted" and self.enabled:
             self.progress.console.print(
                 f"[yellow]budget {event['limit']} reached[/yellow] after {event['requests']} "
                 f"requests, {event['generated_tokens']} generated tokens, {event['seconds']:.1f} s:"
                 " answering from what the search has"
             )
-        elif kind == "rstar.discriminator_failed":
+        elif kind == "rstar.discriminator_failed" and self.enabled:
             self.progress.console.print(
                 f"[yellow]discriminator failed[/yellow] ({markup_safe(event['error'])}): "
                 "using the generator's majority vote"

@@ -116,6 +116,20 @@ def test_invalid_records_are_asked_again_on_resume(scripted, finished_run, capsy
     assert all(r["correct"] is True for r in fixed)
 
 
+@flagged
+def test_budget_limited_answers_stay_marked_in_records_and_report(scripted, tmp_path, capsys):
+    data = write_data(tmp_path, 2)
+    out = tmp_path / "run"
+    assert main(eval_args(data, out, scripted.base_url, "rstar", "--max-requests", "2")) == 0
+    records = load_records(out)
+    assert [r["budget_exhausted"] for r in records] == ["max_requests"] * 2
+    assert all(r["prediction"] == r["gold"] for r in records)  # answered from what it had
+    capsys.readouterr()
+    assert main(["report", str(out), "--json"]) == 0
+    [summary] = json.loads(capsys.readouterr().out)
+    assert summary["degraded"] == 2 and summary["errors"] == 0
+
+
 # -- secrets on disk ---------------------------------------------------------------------------
 
 

@@ -159,9 +159,15 @@ async def test_a_time_budget_bounds_a_slow_search(slow_scripted, tiny_config):
 @flagged
 def test_the_budget_from_the_command_line(scripted, capsys):
     code = main(solve_args(scripted.base_url, "--quiet", "--max-requests", "2", "--json"))
-    out = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
     assert code == 0 and out["budget_exhausted"] == "max_requests"
     assert out["warnings"] and out["answer"] == "5"
+    assert captured.err == ""  # quiet means quiet: the flag is in the JSON
+    code = main(solve_args(scripted.base_url, "--max-requests", "2"))
+    captured = capsys.readouterr()
+    assert code == 0 and "budget max_requests reached" in captured.err
+    assert "warning: budget max_requests=2 exhausted" in captured.err
 
 
 @valid

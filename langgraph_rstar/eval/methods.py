@@ -95,6 +95,8 @@ async def _predict_rstar(
         "verification": dict(result.verification),
         "usage": _usage_from(result.usage),
         "tree": result.tree,  # for `rstar report --html`
+        "budget_exhausted": result.budget_exhausted,
+        "discriminator_error": result.discriminator_error,
     }
 
 

@@ -196,6 +196,8 @@ class _Record(pydantic.BaseModel):
     gold: str | None = None
     wall_seconds: pydantic.NonNegativeFloat | None = None
     candidates: list[_Candidate | str | None] | None = None
+    budget_exhausted: str | None = None
+    discriminator_error: str | None = None
 
 
 def record_problem(record: Mapping[str, Any]) -> str | None:

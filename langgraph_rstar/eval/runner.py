@@ -97,6 +97,9 @@ async def _evaluate_item(
         # The whole search, for `rstar report --html`.
         record["tree"] = out.get("tree")
         record["verification"] = out.get("verification")
+        # A degraded answer stays marked in the record (reports count them).
+        record["budget_exhausted"] = out.get("budget_exhausted")
+        record["discriminator_error"] = out.get("discriminator_error")
     if "outputs" in out:
         record["outputs"] = out["outputs"]
     return record
@@ -292,8 +295,9 @@ async def run_eval(
     completion_tokens), ``wall_seconds``, ``error`` (null, or the failure message), ``finished``;
     cot/sc add ``outputs`` (the raw solutions); rStar methods add ``generator_answer``,
     ``generator_confidence``, ``generator_correct``, ``selection``, ``trajectory``, ``tree``
-    (the search tree: node id -> node, as in ``RStarResult.tree``) and ``verification`` (the
-    discriminator's checks, as in ``RStarResult.verification``).
+    (the search tree: node id -> node, as in ``RStarResult.tree``), ``verification`` (the
+    discriminator's checks, as in ``RStarResult.verification``), and ``budget_exhausted`` /
+    ``discriminator_error`` (set when the answer is degraded).
 
     Args:
         args: Parsed ``rstar eval`` options.

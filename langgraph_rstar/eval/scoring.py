@@ -43,7 +43,8 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         records: The run's records (see :func:`load_records`).
 
     Returns:
-        ``method``, ``dataset``, ``n``, ``correct``, ``errors``, ``accuracy``, ``ci_low``,
+        ``method``, ``dataset``, ``n``, ``correct``, ``errors``, ``degraded`` (answers cut by
+        a budget or chosen without the discriminator), ``accuracy``, ``ci_low``,
         ``ci_high`` (95 % Wilson), ``generator_maj_accuracy`` (rStar runs: accuracy of the
         generator's majority answer, else ``None``), and per question means
         ``requests_per_question`` (target + discriminator), ``prompt_tokens_per_question``,
@@ -53,6 +54,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     n = len(records)
     correct = sum(1 for r in records if r.get("correct") is True)
     errors = sum(1 for r in records if r.get("error"))
+    degraded = sum(1 for r in records if r.get("budget_exhausted") or r.get("discriminator_error"))
     low, high = wilson_interval(correct, n)
     totals = dict.fromkeys(_COUNTERS, 0)
     for rec in records:
@@ -76,6 +78,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "n": n,
         "correct": correct,
         "errors": errors,
+        "degraded": degraded,
         "accuracy": per_q(correct),
         "ci_low": low,
         "ci_high": high,
