@@ -180,8 +180,19 @@ def good(rid: str) -> dict:
         ({"wall_seconds": "slow"}, "wall_seconds"),
         ({"candidates": [{"answer": "5", "rollout": "first"}]}, "candidates.0"),
         ({"prediction": 5}, "prediction"),
+        ({"candidates": [{"answer": "5", "steps": "one step"}]}, "candidates.0"),
+        ({"verification": {"skipped": False, "checks": [{"node_id": "0.d0"}]}}, "verification"),
     ],
-    ids=["correct", "usage-counter", "usage", "wall", "candidate-rollout", "prediction"],
+    ids=[
+        "correct",
+        "usage-counter",
+        "usage",
+        "wall",
+        "candidate-rollout",
+        "prediction",
+        "candidate-steps",
+        "verification-check",
+    ],
 )
 def test_report_leaves_out_a_wrong_typed_record_and_says_so(tmp_path, capsys, bad, says):
     run = make_run(tmp_path, "r1", "rstar", [good("a"), {**good("b"), **bad}, good("c")])
@@ -191,7 +202,7 @@ def test_report_leaves_out_a_wrong_typed_record_and_says_so(tmp_path, capsys, ba
     assert summary["n"] == 2 and summary["skipped_records"] == 1
     assert "line 2 (id 'b')" in summary["problems"][0] and says in summary["problems"][0]
     assert "left out 1 unusable line(s)" in captured.err
-    assert main(["report", str(run)]) == 0
+    assert main(["report", str(run), "--rescore"]) == 0
     assert "left out 1 unusable line(s)" in capsys.readouterr().out
 
 

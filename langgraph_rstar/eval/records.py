@@ -176,9 +176,34 @@ class _Usage(pydantic.BaseModel):
 
 
 class _Candidate(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="allow", strict=True)
+    model_config = pydantic.ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
     answer: str | None = None
     rollout: NonNegativeInt | None = None
+    node_id: str | None = None
+    steps: list[str] | None = None
+    confidence: float | None = None
+    agree: NonNegativeInt | None = None
+    samples: NonNegativeInt | None = None
+    path_values: list[float] | None = None
+    reward: float | None = None
+
+
+class _Check(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="allow", strict=True)
+    node_id: str
+    answer: str
+    answers: list[str | None]
+    agreements: NonNegativeInt
+    consistent: bool
+
+
+class _Verification(pydantic.BaseModel):
+    """What ``rstar report --rescore`` reads of the discriminator's work."""
+
+    model_config = pydantic.ConfigDict(extra="allow", strict=True)
+    skipped: bool = False
+    reason: str = ""
+    checks: list[_Check] = []
 
 
 class _Record(pydantic.BaseModel):
@@ -196,6 +221,7 @@ class _Record(pydantic.BaseModel):
     gold: str | None = None
     wall_seconds: pydantic.NonNegativeFloat | None = None
     candidates: list[_Candidate | str | None] | None = None
+    verification: _Verification | None = None
     budget_exhausted: str | None = None
     discriminator_error: str | None = None
 
