@@ -105,9 +105,10 @@ def check_names(cls: type, names: Iterable[str], *, extra: Iterable[str] = ()) -
 
 
 def close_to_a_field(cls: type, name: str) -> list[str]:
-    """Field names ``name`` is probably a typo of (for mappings that may hold other keys)."""
+    """Field names ``name`` is almost surely a typo of (for mappings that may hold other keys,
+    such as a parent graph's context: the bar is high, so ``max_tokens`` passes unflagged)."""
     valid = [f.name for f in dataclasses.fields(cls)]
-    return difflib.get_close_matches(name, valid, n=2, cutoff=0.8)
+    return difflib.get_close_matches(name, valid, n=2, cutoff=0.9)
 
 
 def validate_fields(instance: Any) -> dict[str, Any]:

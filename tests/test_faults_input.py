@@ -145,7 +145,8 @@ def test_an_unrelated_parent_context_key_is_ignored():
     from langgraph_rstar.config import resolve_config
 
     base = RStarConfig.preset("fast")
-    assert resolve_config(base, {"user_id": "u1", "num_rollouts": 6}).num_rollouts == 6
+    context = {"user_id": "u1", "max_tokens": 512, "model": "gpt", "num_rollouts": 6}
+    assert resolve_config(base, context).num_rollouts == 6
 
 
 # -- backends ----------------------------------------------------------------------------------
