@@ -278,7 +278,8 @@ def _read_key_file(path: str, option: str) -> str:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{option}: cannot read {path!r}: {exc.strerror or exc}") from None
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ValueError(f"{option}: cannot read {path!r}: {why}") from None
     key = lines[0].strip() if lines else ""
     if not key:
         raise ValueError(f"{option}: {path!r} is empty (expected the key on its first line)")
@@ -375,7 +376,7 @@ async def open_endpoints(
     disc: OpenAICompatibleLLM | None = None
     try:
         max_n = args.local_parallel if server else None
-        deadlines = dict(
+        deadlines: dict[str, Any] = dict(
             timeout=getattr(args, "timeout", DEFAULT_TIMEOUT),
             max_retries=getattr(args, "max_retries", DEFAULT_MAX_RETRIES),
         )

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import types
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
@@ -30,8 +29,8 @@ import pydantic
 __all__ = ["BOUNDS", "SettingsError", "check_names", "unknown_names", "validate_fields"]
 
 _INT64 = 2**63 - 1
-_TOKENS = {"ge": 1, "le": 1_000_000}  # generated tokens per sample
-_COUNT = {"ge": 1, "le": 1024}  # samples, children, masks per step
+_TOKENS: dict[str, float] = {"ge": 1, "le": 1_000_000}  # generated tokens per sample
+_COUNT: dict[str, float] = {"ge": 1, "le": 1024}  # samples, children, masks per step
 
 #: The range of every numeric setting (pydantic ``Field`` constraints). A numeric field that is
 #: not listed here is refused by ``tests/test_settings.py``: give every new one its range.
@@ -134,9 +133,13 @@ def validate_fields(instance: Any) -> dict[str, Any]:
     return {name: getattr(checked, name) for name in values}
 
 
-@functools.cache
+_MODELS: dict[type, type[pydantic.BaseModel]] = {}
+
+
 def _model_for(cls: type) -> type[pydantic.BaseModel]:
     """A strict pydantic model with one field per dataclass field (built once per class)."""
+    if cls in _MODELS:
+        return _MODELS[cls]
     hints = get_type_hints(cls, include_extras=True)
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
@@ -144,10 +147,12 @@ def _model_for(cls: type) -> type[pydantic.BaseModel]:
     config = pydantic.ConfigDict(
         strict=True, extra="forbid", allow_inf_nan=False, arbitrary_types_allowed=True
     )
-    return pydantic.create_model(f"{cls.__name__}Settings", __config__=config, **fields)
+    model = pydantic.create_model(f"{cls.__name__}Settings", __config__=config, **fields)
+    _MODELS[cls] = model
+    return model
 
 
-def _bounded(hint: Any, bounds: Mapping[str, float] | None) -> Any:
+def _bounded(hint: Any, bounds: Mapping[str, Any] | None) -> Any:
     """``hint`` with ``bounds`` applied to its non-``None`` part (``int | None`` stays optional)."""
     if not bounds:
         return hint

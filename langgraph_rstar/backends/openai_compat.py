@@ -835,7 +835,8 @@ class OpenAICompatibleLLM:
         if not isinstance(choices, list) or not choices:
             raise self._malformed("no 'choices' list", content)
 
-        entries: list[tuple[int, str, str | None, int | None]] = []  # index, text, finish, tokens
+        # index, text, finish, tokens
+        entries: list[tuple[int | None, str, str | None, int | None]] = []
         for pos, ch in enumerate(choices):
             if not isinstance(ch, dict):
                 raise self._malformed(f"choice {pos} is not an object", content)
