@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from langgraph_rstar.backends import LLMBackend, OpenAICompatibleLLM
 from langgraph_rstar.backends.openai_compat import Dialect
+from langgraph_rstar.backends.redaction import redact_url
 from langgraph_rstar.config import PRESETS, RStarConfig
 from langgraph_rstar.settings import SettingsError
 
@@ -31,7 +32,9 @@ __all__ = [
     "add_endpoint_args",
     "api_keys",
     "config_from_args",
+    "endpoint_identity",
     "open_endpoints",
+    "requested_identity",
     "search_overrides",
 ]
 
@@ -320,6 +323,34 @@ def api_keys(args: argparse.Namespace, base_url: str | None = None) -> tuple[str
     return target, disc
 
 
+def _target_url_and_model(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The target's base URL and model from the options, else the environment (or None)."""
+    base_url = args.base_url or _env("RSTAR_TARGET_BASE_URL", "OPENAI_BASE_URL")
+    return base_url, args.model or _env("RSTAR_TARGET_MODEL")
+
+
+def requested_identity(args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`endpoint_identity` as far as the options tell before any server is asked
+    (``None`` where only the server can say, e.g. a model picked from ``/v1/models``)."""
+    base_url, model = _target_url_and_model(args)
+    target = {
+        "base_url": redact_url(base_url) if base_url else f"embedded:{args.local_model}",
+        "model": model,
+        "api": args.api,
+        "dialect": args.dialect or ("vllm" if base_url else "llamacpp"),
+    }
+    if not (args.discriminator_base_url or args.discriminator_model):
+        return {"target": target, "discriminator": dict(target)}
+    other_url = args.discriminator_base_url
+    disc = {
+        "base_url": redact_url(other_url) if other_url else target["base_url"],
+        "model": args.discriminator_model or (None if other_url else model),
+        "api": args.discriminator_api or args.api,
+        "dialect": args.discriminator_dialect or target["dialect"],
+    }
+    return {"target": target, "discriminator": disc}
+
+
 def endpoint_identity(
     target: OpenAICompatibleLLM, discriminator: OpenAICompatibleLLM, local: str | None = None
 ) -> dict[str, Any]:
@@ -359,9 +390,8 @@ async def open_endpoints(
     server's single listed model is used.
     """
     server = None
-    base_url = args.base_url or _env("RSTAR_TARGET_BASE_URL", "OPENAI_BASE_URL")
+    base_url, model = _target_url_and_model(args)
     dialect: Dialect = args.dialect or "vllm"
-    model = args.model or _env("RSTAR_TARGET_MODEL")
     api_key, disc_key = api_keys(args, base_url)  # bad key files fail before a server starts
     if not base_url:
         from langgraph_rstar.local import LocalServer

@@ -164,6 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_response(fault.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                self.send_header("Connection", "close")  # this handler closes it after
                 for name, value in fault.headers:
                     self.send_header(name, value)
                 self.end_headers()

@@ -64,9 +64,9 @@ def test_resume_after_the_data_file_changed_is_refused(scripted, finished_run, c
 @pytest.mark.parametrize(
     ("extra", "says"),
     [
-        (["--model", "another-model"], "target.model: 'default' -> 'another-model'"),
+        (["--model", "another-model"], "target.model: 'scripted' -> 'another-model'"),
         (["--api", "chat"], "target.api: 'completions' -> 'chat'"),
-        (["--discriminator-model", "judge"], "discriminator.model: 'default' -> 'judge'"),
+        (["--discriminator-model", "judge"], "discriminator.model: 'scripted' -> 'judge'"),
         (["--dialect", "llamacpp"], "target.dialect: 'vllm' -> 'llamacpp'"),
     ],
     ids=["model", "api", "discriminator", "dialect"],

@@ -155,7 +155,7 @@ BAD_BACKENDS: dict[str, tuple[dict[str, Any], str]] = {
     "ftp-scheme": ({"base_url": "ftp://example.org/v1"}, "use an http:// or https:// URL"),
     "no-scheme": ({"base_url": "localhost:8000/v1"}, "did you mean 'http://localhost:8000/v1'"),
     "no-host": ({"base_url": "http:///v1"}, "with a host"),
-    "empty-url": ({"base_url": ""}, "non-empty"),
+    "empty-url": ({"base_url": ""}, "base_url is required"),
     "bad-port": ({"base_url": "http://127.0.0.1:99999/v1"}, "not a valid URL"),
     "timeout-zero": ({"timeout": 0}, "timeout must be a number of seconds > 0"),
     "timeout-nan": ({"timeout": math.nan}, "timeout must be"),
@@ -177,11 +177,11 @@ def test_a_bad_backend_argument_fails_at_construction(kwargs, says):
 # -- the command line: exit 2, a message, no traceback -----------------------------------------
 
 CLI_ERRORS: dict[str, tuple[list[str], str]] = {
-    "set-unknown": (["--set", "bogus=1"], "unknown rStar setting 'bogus'"),
+    "set-unknown": (["--set", "bogus=1"], "--set bogus: unknown setting; valid fields: "),
     "set-typo": (["--set", "num_rolouts=3"], "did you mean 'num_rollouts'"),
     "set-wrong-type": (["--set", "temperature=hot"], "temperature: Input should be a valid"),
     "set-bool-word": (["--set", "use_discriminator=no"], "use_discriminator"),
-    "set-without-value": (["--set", "novalue"], "--set expects FIELD=VALUE"),
+    "set-without-value": (["--set", "novalue"], "expected FIELD=VALUE"),
     "rollouts-zero": (["--rollouts", "0"], "num_rollouts: Input should be greater"),
     "in-flight-zero": (["--in-flight", "0"], "rollouts_in_flight: Input should be greater"),
     "max-requests-zero": (["--max-requests", "0"], "max_requests: Input should be greater"),

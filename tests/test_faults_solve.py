@@ -302,7 +302,15 @@ def test_a_server_error_with_markup_is_reported(as_json, capsys):
 def test_the_cli_warns_about_a_dead_discriminator(scripted, capsys):
     dead = f"http://127.0.0.1:{free_port()}/v1"
     code = main(
-        solve_args(scripted.base_url, "--discriminator-base-url", dead, "--max-retries", "0")
+        solve_args(
+            scripted.base_url,
+            "--discriminator-base-url",
+            dead,
+            "--discriminator-model",  # named: else it is asked of the (dead) server
+            "judge",
+            "--max-retries",
+            "0",
+        )
     )
     captured = capsys.readouterr()
     assert code == 0 and "Answer: 5" in captured.out
@@ -347,7 +355,7 @@ def test_a_discriminator_on_the_same_host_shares_the_key(scripted, monkeypatch, 
     monkeypatch.setenv("RSTAR_TARGET_API_KEY", KEY)
     code = main(solve_args(scripted.base_url, "--discriminator-model", "judge", "--quiet"))
     assert code == 0
-    assert {r.body["model"] for r in scripted.posts} == {"default", "judge"}
+    assert {r.body["model"] for r in scripted.posts} == {"scripted", "judge"}
     assert auth_of(scripted) == {f"Bearer {KEY}"}
 
 
@@ -380,7 +388,7 @@ def test_a_key_echoed_by_the_server_never_reaches_the_terminal(scripted, as_json
 @pytest.mark.fault("clear", risk="security")
 def test_url_credentials_are_not_printed(capsys):
     url = f"http://admin:hunter2-secret@127.0.0.1:{free_port()}/v1"
-    code = main(solve_args(url, "--max-retries", "0"))
+    code = main(solve_args(url, "--max-retries", "0", "--model", "m"))
     captured = capsys.readouterr()
     assert code == 2 and "cannot reach http://***@127.0.0.1" in captured.err
     assert "hunter2-secret" not in captured.out + captured.err

@@ -330,7 +330,9 @@ def _up(url: str) -> bool:
 def test_bad_server_settings_fail_at_start_up(llm):
     with pytest.raises(ValueError, match="unknown preset"):
         create_app(llm, default_preset="turbo")
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(
+        ValueError, match="num_rollouts: Input should be greater than or equal to 1"
+    ):
         create_app(llm, overrides={"num_rollouts": -1})
     with pytest.raises(TypeError, match="target must be"):
         create_app(object())

@@ -169,13 +169,14 @@ def _check_same_endpoints(
         if diffs:
             _refuse(run_dir, f"other endpoints ({diffs})")
     target = identity.get("target") or {}
-    if not isinstance(old, Mapping) and "model" in settings and "model" in target:
+    if not isinstance(old, Mapping) and "model" in settings and target.get("model"):
         if settings["model"] != target["model"]:  # a run from before endpoints were recorded
             _refuse(run_dir, f"model {settings['model']!r}, not {target['model']!r}")
 
 
 def _diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> str:
-    """``role.key: old -> new`` for every leaf that differs between two nested mappings."""
+    """``role.key: old -> new`` for every leaf that differs between two nested mappings
+    (a ``None`` in ``new`` is not known yet and differs from nothing)."""
     out = []
     for key in sorted(old.keys() | new.keys()):
         a, b = old.get(key), new.get(key)
@@ -183,7 +184,7 @@ def _diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> s
             sub = _diff(a, b, f"{prefix}{key}.")
             if sub:
                 out.append(sub)
-        elif a != b:
+        elif b is not None and a != b:
             out.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return ", ".join(out)
 
@@ -315,7 +316,7 @@ async def run_eval(
     """
     from rich.console import Console
 
-    from langgraph_rstar.endpoints import open_endpoints
+    from langgraph_rstar.endpoints import open_endpoints, requested_identity
 
     err = console or Console(stderr=True, soft_wrap=True)
     if args.limit is not None and args.limit < 1:
@@ -350,6 +351,8 @@ async def run_eval(
         # Check before repairing anything, so that a wrong --out never touches the file.
         peeked = _peek(log.path)
         _check_same_run(run_dir, settings, {r["id"]: r for r in peeked}, wanted)
+        if endpoints is None:  # what the options say now; the servers are asked below
+            _check_same_endpoints(run_dir, settings, requested_identity(args))
         usable = {str(r["id"]) for r in peeked if not r.get("error") and not record_problem(r)}
         quiet = getattr(args, "quiet", False)
         async with contextlib.AsyncExitStack() as stack:
