@@ -325,6 +325,20 @@ async def test_url_credentials_never_show(srv):
     assert "pa55-word-xyz" not in str(info.value) and "***@127.0.0.1" in str(info.value)
 
 
+@pytest.mark.fault("valid", risk="security")
+async def test_traces_carry_no_url_credentials(srv):
+    from langgraph_rstar.backends import llm_run_context
+    from tests.test_tracing import RunRecorder
+
+    recorder = RunRecorder()
+    url = srv.base_url.replace("http://", "http://bob:pa55-word-xyz@")
+    with llm_run_context({"callbacks": [recorder]}):
+        await bounded(fast_llm(url, api_key=KEY).generate(["a"]), 5)
+    [run] = recorder.llm.values()
+    assert run["params"]["base_url"] == srv.base_url.replace("http://", "http://***@")
+    assert "pa55-word-xyz" not in repr(run) and KEY not in repr(run)
+
+
 @pytest.mark.fault("clear", risk="security")
 @pytest.mark.parametrize("status", [301, 307, 308])
 async def test_a_redirect_is_not_followed_so_the_key_stays_home(srv, status):
