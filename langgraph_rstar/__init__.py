@@ -20,7 +20,9 @@ from langgraph_rstar.backends import (
     Generation,
     LLMBackend,
     OpenAICompatibleLLM,
+    RoutedLLM,
     Usage,
+    affinity_key,
 )
 from langgraph_rstar.config import PRESETS, RStarConfig, RStarContext
 from langgraph_rstar.events import RStarEvent
@@ -44,7 +46,9 @@ __all__ = [
     "RStarOutput",
     "RStarResult",
     "RStarState",
+    "RoutedLLM",
     "Usage",
+    "affinity_key",
     "asolve",
     "create_rstar_graph",
     "solve",

@@ -1,0 +1,356 @@
+"""RoutedLLM over several real HTTP servers (tests/scripted_server.py) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from langgraph_rstar import RStarConfig, asolve
+from langgraph_rstar.backends import (
+    BackendError,
+    LLMBackend,
+    OpenAICompatibleLLM,
+    RoutedLLM,
+    affinity_key,
+    current_affinity_key,
+)
+from langgraph_rstar.graph import question_key
+from tests.scripted_server import ScriptedServer
+from tests.statistical_world import StatisticalWorld, world_question
+
+HEADER = "x-session-id"
+
+
+def named(name: str):
+    """A responder that says which server answered."""
+    return lambda prompt, params: f"{name}:{prompt}"
+
+
+_created: list[RoutedLLM | OpenAICompatibleLLM] = []
+
+
+def make_router(servers: list[ScriptedServer], **kwargs: Any) -> RoutedLLM:
+    kwargs.setdefault("timeout", 10)
+    router = RoutedLLM.from_urls([s.base_url for s in servers], "scripted", **kwargs)
+    router.retry_initial_wait = 0.01  # keep retry tests fast
+    router.retry_max_wait = 0.05
+    _created.append(router)
+    return router
+
+
+@pytest.fixture(autouse=True)
+async def _close_backends() -> AsyncIterator[None]:
+    yield
+    while _created:
+        await _created.pop().aclose()
+
+
+def start_servers(count: int = 3, **kwargs: Any) -> list[ScriptedServer]:
+    return [ScriptedServer(named("ABC"[i]), **kwargs).start() for i in range(count)]
+
+
+@pytest.fixture
+def trio() -> Iterator[list[ScriptedServer]]:
+    servers = start_servers()
+    yield servers
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
+def slow_trio() -> Iterator[list[ScriptedServer]]:
+    servers = start_servers(delay=0.3)
+    yield servers
+    for s in servers:
+        s.stop()
+
+
+def served_by(text: str) -> str:
+    return text.split(":", 1)[0]
+
+
+def stats_of(router: RoutedLLM, server: ScriptedServer) -> dict[str, Any]:
+    return next(s for s in router.replica_stats() if s["replica"] == server.base_url)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- load balancing --------------------------------------------------------------------------
+
+
+async def test_concurrent_calls_without_a_key_spread_evenly(slow_trio) -> None:
+    router = make_router(slow_trio)
+    t0 = time.monotonic()
+    gens = await asyncio.gather(*(router.generate([f"p{i}"]) for i in range(9)))
+    elapsed = time.monotonic() - t0
+    assert Counter(served_by(g.choices[0][0].text) for g in gens) == {"A": 3, "B": 3, "C": 3}
+    assert [len(s.posts) for s in slow_trio] == [3, 3, 3]
+    assert elapsed < 0.8  # the three replicas worked at the same time
+    assert router.usage.requests == 9
+
+
+async def test_load_is_counted_in_sequences_not_calls(slow_trio) -> None:
+    router = make_router(slow_trio)
+    big = asyncio.ensure_future(router.generate(["big"], n=8))
+    await asyncio.sleep(0.05)
+    small = await asyncio.gather(*(router.generate([f"s{i}"]) for i in range(3)))
+    await big
+    big_server = served_by((await big).choices[0][0].text)
+    # The replica serving 8 sequences is busier than two serving one or two each.
+    assert big_server not in {served_by(g.choices[0][0].text) for g in small}
+
+
+# -- affinity --------------------------------------------------------------------------------
+
+
+async def test_a_key_stays_on_one_replica_and_travels_as_a_header(trio) -> None:
+    router = make_router(trio)
+    keys = [f"question-{i}" for i in range(30)]
+    home: dict[str, str] = {}
+    for key in keys:
+        with affinity_key(key):
+            for _ in range(3):
+                gen = await router.generate([key])
+                assert home.setdefault(key, served_by(gen.choices[0][0].text)) == served_by(
+                    gen.choices[0][0].text
+                )
+    assert len(set(home.values())) == 3  # keys are spread over the replicas
+    for server in trio:
+        for rec in server.posts:
+            assert rec.headers[HEADER] == rec.prompts[0]  # the key, as a header
+    # Another router (another process, replicas listed in another order) agrees on every key.
+    other = make_router(trio[::-1])
+    for key in keys:
+        with affinity_key(key):
+            gen = await other.generate([key])
+        assert served_by(gen.choices[0][0].text) == home[key]
+
+
+async def test_a_busy_replica_passes_the_key_to_the_next_one(slow_trio) -> None:
+    router = make_router(slow_trio, balance=1.5)
+    with affinity_key("hot"):
+        preferred = served_by((await router.generate(["warm-up"])).choices[0][0].text)
+        gens = await asyncio.gather(*(router.generate([f"p{i}"]) for i in range(4)))
+    counts = Counter(served_by(g.choices[0][0].text) for g in gens)
+    # Bounded load (balance 1.5): the key's replica takes the first and the fourth call (2 of
+    # 4 sequences in flight is 1.5 x the mean); the other two spill over instead of queueing.
+    assert counts[preferred] == 2
+    assert sorted(counts.values()) == [1, 1, 2]
+
+
+async def test_affinity_off_ignores_the_key(trio) -> None:
+    router = make_router(trio, affinity=False)
+    with affinity_key("same"):
+        gens = [await router.generate(["x"]) for _ in range(6)]
+    assert Counter(served_by(g.choices[0][0].text) for g in gens) == {"A": 2, "B": 2, "C": 2}
+
+
+async def test_the_affinity_header_is_configurable_and_only_sent_under_a_key(trio) -> None:
+    plain = OpenAICompatibleLLM(trio[0].base_url, "scripted", affinity_header="X-User-Id")
+    silent = OpenAICompatibleLLM(trio[1].base_url, "scripted", affinity_header=None)
+    _created.extend([plain, silent])
+    await plain.generate(["no key"])
+    with affinity_key("k1"):
+        await plain.generate(["a"])
+        await silent.generate(["b"])
+    with affinity_key("ünïcode question?"):
+        await plain.generate(["c"])
+    first, second, third = trio[0].posts
+    assert "x-user-id" not in first.headers
+    assert second.headers["x-user-id"] == "k1"
+    assert third.headers["x-user-id"].isalnum() and len(third.headers["x-user-id"]) == 24
+    assert "x-user-id" not in trio[1].posts[0].headers
+    assert HEADER not in trio[1].posts[0].headers
+    assert current_affinity_key() is None  # the blocks restored the outer context
+
+
+# -- failures: retries, ejection, re-admission -----------------------------------------------
+
+
+async def test_a_transient_error_moves_to_another_replica_at_once(trio) -> None:
+    router = make_router(trio)
+    trio[0].fail_next(1, 503)  # the first pick (all idle) is the first replica
+    t0 = time.monotonic()
+    gen = await router.generate(["x"])
+    assert time.monotonic() - t0 < 0.5
+    assert served_by(gen.choices[0][0].text) == "B"
+    a = stats_of(router, trio[0])
+    assert (a["failures"], a["admitted"]) == (1, True)  # one failure does not eject
+
+
+async def test_when_every_replica_failed_the_router_backs_off_and_tries_again(trio) -> None:
+    router = make_router(trio)
+    for server in trio:
+        server.fail_next(1, 503)
+    gen = await router.generate(["x"])
+    assert served_by(gen.choices[0][0].text) == "A"  # the fourth attempt, back to the first
+    assert [len(s.posts) for s in trio] == [2, 1, 1]
+
+
+async def test_a_rejected_request_is_not_sent_elsewhere(trio) -> None:
+    router = make_router(trio)
+    trio[0].fail_next(1, 400)
+    with pytest.raises(BackendError, match="rejected") as info:
+        await router.generate(["x"])
+    assert not info.value.transient
+    assert sum(len(s.posts) for s in trio) == 1
+    assert all(s["failures"] == 0 for s in router.replica_stats())
+
+
+async def test_a_killed_replica_is_ejected_and_its_share_moves(trio) -> None:
+    router = make_router(trio, eject_after=2, probe_interval=60)
+    trio[1].kill()
+    gens = [await router.generate([f"p{i}"]) for i in range(12)]
+    assert {served_by(g.choices[0][0].text) for g in gens} == {"A", "C"}
+    b = stats_of(router, trio[1])
+    assert (b["admitted"], b["failures"], b["calls"], b["ejections"]) == (False, 2, 2, 1)
+    assert sum(s["served"] for s in router.replica_stats()) == 12
+
+
+async def test_an_ejected_replica_is_readmitted_when_it_answers_again(trio) -> None:
+    router = make_router(trio, eject_after=1, probe_interval=0.1)
+    port = trio[1].port
+    trio[1].kill()
+    for i in range(3):
+        await router.generate([f"down{i}"])
+    assert not stats_of(router, trio[1])["admitted"]
+    # Probes while it is still down fail: it stays out and gets no calls.
+    await asyncio.sleep(0.15)
+    for i in range(3):
+        await router.generate([f"still-down{i}"])
+        await asyncio.sleep(0.05)
+    b = stats_of(router, trio[1])
+    assert (b["admitted"], b["calls"]) == (False, 1)
+    trio[1].start(port=port)
+    before = len(trio[1].posts)
+    deadline = time.monotonic() + 5
+    while len(trio[1].posts) == before:
+        assert time.monotonic() < deadline, "the revived replica never got a call"
+        await router.generate(["up"])
+        await asyncio.sleep(0.05)
+    b = stats_of(router, trio[1])
+    assert (b["admitted"], b["readmissions"]) == (True, 1)
+    assert b["served"] >= 1
+
+
+async def test_with_every_replica_down_the_call_fails_then_heals(trio) -> None:
+    router = make_router(trio, eject_after=1, probe_interval=60, max_attempts=4)
+    ports = [s.port for s in trio]
+    for s in trio:
+        s.kill()
+    with pytest.raises(BackendError, match="no replica served the call in 4") as info:
+        await router.generate(["x"])
+    assert info.value.transient
+    assert all(s.base_url in str(info.value) for s in trio)
+    assert not any(s["admitted"] for s in router.replica_stats())
+    for s, port in zip(trio, ports, strict=True):
+        s.start(port=port)
+    gen = await router.generate(["back"])  # all out: calls go to all, and the answer re-admits
+    assert served_by(gen.choices[0][0].text) in "ABC"
+    assert sum(s["admitted"] for s in router.replica_stats()) == 1
+
+
+async def test_check_health_ejects_dead_replicas_up_front(trio) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    router = RoutedLLM.from_urls([dead, trio[0].base_url], "scripted", timeout=5)
+    _created.append(router)
+    assert await router.check_health() == {dead: False, trio[0].base_url: True}
+    gens = [await router.generate([f"p{i}"]) for i in range(4)]
+    assert all(served_by(g.choices[0][0].text) == "A" for g in gens)
+    assert router.replica_stats()[0]["calls"] == 0
+
+
+class _NoHealthRoute(BaseHTTPRequestHandler):
+    """A server that has /v1/models but no /health (like OpenAI's own API)."""
+
+    def do_GET(self) -> None:
+        status = 200 if self.path.startswith("/v1/models") else 404
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_health_falls_back_to_the_model_list() -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _NoHealthRoute)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        llm = OpenAICompatibleLLM(f"http://127.0.0.1:{httpd.server_address[1]}/v1", "m")
+        _created.append(llm)
+        assert await llm.health() is True
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    dead = OpenAICompatibleLLM(f"http://127.0.0.1:{free_port()}/v1", "m")
+    _created.append(dead)
+    assert await dead.health() is False
+
+
+def test_construction_errors_and_protocol(trio) -> None:
+    router = make_router(trio)
+    assert isinstance(router, LLMBackend)
+    assert router.replicas[0].base_url == trio[0].base_url  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="at least one"):
+        RoutedLLM([])
+    with pytest.raises(ValueError, match="distinct"):
+        RoutedLLM.from_urls([trio[0].base_url, trio[0].base_url], "m")
+    with pytest.raises(ValueError, match="balance"):
+        RoutedLLM.from_urls([trio[0].base_url], "m", balance=0.5)
+    with pytest.raises(TypeError, match="single str"):
+        RoutedLLM.from_urls(trio[0].base_url, "m")
+
+
+# -- a whole search --------------------------------------------------------------------------
+
+
+def affinity_rate(servers: list[ScriptedServer]) -> float:
+    """Share of each key's requests served by the replica that served most of them."""
+    per_key: dict[str, Counter[int]] = {}
+    for i, server in enumerate(servers):
+        for rec in server.posts:
+            per_key.setdefault(rec.headers[HEADER], Counter())[i] += 1
+    top = sum(max(c.values()) for c in per_key.values())
+    return top / sum(sum(c.values()) for c in per_key.values())
+
+
+@pytest.mark.parametrize(
+    ("router_kwargs", "low", "high"),
+    [
+        ({"capacity": 64}, 0.95, 1.0),  # below capacity a question never leaves its replica
+        ({}, 0.0, 1.0),  # bounded load alone spills at low load (no bound on the rate here)
+        ({"affinity": False}, 0.0, 0.7),  # least loaded: a question's calls are scattered
+    ],
+)
+async def test_a_batch_of_searches_keeps_each_question_on_its_replica(
+    router_kwargs: dict[str, Any], low: float, high: float
+) -> None:
+    world = StatisticalWorld(p=0.5, seed=3)
+    servers = [ScriptedServer(world.respond, delay=0.01).start() for _ in range(3)]
+    try:
+        router = make_router(servers, **router_kwargs)
+        cfg = RStarConfig.preset("fast", num_rollouts=4)
+        questions = [world_question(i) for i in range(9)]
+        results = await asyncio.gather(*(asolve(q, target=router, config=cfg) for q in questions))
+        assert all(r.answer is not None for r in results)
+        keys = {rec.headers[HEADER] for s in servers for rec in s.posts}
+        assert keys == {question_key(q) for q in questions}  # every call carried its question
+        assert all(len(s.posts) > 0 for s in servers)
+        assert low <= affinity_rate(servers) <= high
+    finally:
+        for s in servers:
+            s.stop()
