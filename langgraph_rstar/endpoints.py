@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from langgraph_rstar.backends import LLMBackend, OpenAICompatibleLLM
+from langgraph_rstar.backends import BackendError, LLMBackend, OpenAICompatibleLLM, RoutedLLM
 from langgraph_rstar.backends.openai_compat import Dialect
 from langgraph_rstar.config import PRESETS, RStarConfig
 
@@ -50,9 +50,13 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("target model (generator)")
     g.add_argument(
         "--base-url",
+        action="append",
         default=None,
-        help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1 (default: "
-        "$RSTAR_TARGET_BASE_URL, else $OPENAI_BASE_URL, else start the embedded llama.cpp server)",
+        metavar="URL",
+        help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1; repeat it for replicas "
+        "of the same model (each question stays on one replica, failed calls move to another) "
+        "(default: $RSTAR_TARGET_BASE_URL, else $OPENAI_BASE_URL, else start the embedded "
+        "llama.cpp server)",
     )
     g.add_argument(
         "--model",
@@ -87,7 +91,12 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
         help="extra JSON fields merged into every request body, e.g. '{\"min_p\": 0.05}'",
     )
     d = parser.add_argument_group("discriminator model (default: the target)")
-    d.add_argument("--discriminator-base-url", help="base URL (default: the target's)")
+    d.add_argument(
+        "--discriminator-base-url",
+        action="append",
+        metavar="URL",
+        help="base URL, repeatable for replicas (default: the target's)",
+    )
     d.add_argument(
         "--discriminator-model",
         help="model name (default: the target's; with its own --discriminator-base-url, the "
@@ -105,6 +114,30 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
         type=_json_object,
         metavar="JSON",
         help="extra JSON fields for the discriminator's requests (default: the target's)",
+    )
+    r = parser.add_argument_group("replicas (several --base-url) and routers in front of them")
+    r.add_argument(
+        "--affinity-header",
+        default="X-Session-ID",
+        metavar="NAME",
+        help="header that carries each question's key, so that a router in front of replicas "
+        "keeps a question on one of them (vLLM production-stack router: --routing-logic session "
+        "--session-key NAME); '' sends none (default: X-Session-ID)",
+    )
+    r.add_argument(
+        "--replica-capacity",
+        type=int,
+        metavar="SEQS",
+        help="sequences one replica serves at once (vLLM's --max-num-seqs): below it a question "
+        "never leaves its replica (default: only balance the load)",
+    )
+    r.add_argument(
+        "--probe-interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often a replica taken out of rotation (3 failures in a row) is probed to let "
+        "it back in (default 2)",
     )
     e = parser.add_argument_group("embedded model (used when no base URL is given)")
     e.add_argument(
@@ -207,6 +240,65 @@ async def _pick_model(llm: OpenAICompatibleLLM, option: str) -> str:
     )
 
 
+def _connect(
+    urls: list[str], model: str, *, name: str, router: dict[str, Any], **kwargs: Any
+) -> OpenAICompatibleLLM | RoutedLLM:
+    """One backend for one URL; a router over one backend per URL for several."""
+    if len(urls) == 1:
+        return OpenAICompatibleLLM(urls[0], model, name=name, **kwargs)
+    return RoutedLLM.from_urls(urls, model, name=name, **router, **kwargs)
+
+
+async def _check_replicas(backend: LLMBackend, role: str, status: Any) -> None:
+    """Probe a router's replicas up front: say which are down; fail if all are."""
+    if not isinstance(backend, RoutedLLM):
+        return
+    health = await backend.check_health()
+    down = [url for url, ok in health.items() if not ok]
+    if len(down) == len(health):
+        raise BackendError(
+            f"none of the {len(health)} {role} replicas answers its health check: "
+            + ", ".join(down),
+            transient=True,
+        )
+    if down and status:
+        status(f"{role}: {len(down)} of {len(health)} replicas down for now: {', '.join(down)}")
+
+
+def _describe(urls: list[str]) -> str:
+    return urls[0] if len(urls) == 1 else f"{len(urls)} replicas: {', '.join(urls)}"
+
+
+def _urls(value: str | list[str] | None) -> list[str]:
+    """``--base-url`` values (one string from older callers), duplicates dropped."""
+    if not value:
+        return []
+    return list(dict.fromkeys([value] if isinstance(value, str) else value))
+
+
+async def _name_model(backend: OpenAICompatibleLLM | RoutedLLM, option: str) -> str:
+    """The model name, asked from the server when none was given (every replica alike)."""
+    replicas = [
+        r
+        for r in (backend.replicas if isinstance(backend, RoutedLLM) else [backend])
+        if isinstance(r, OpenAICompatibleLLM)
+    ]
+    if replicas[0].model:
+        return replicas[0].model
+    failure: BackendError | None = None
+    for replica in replicas:  # the first replica that answers names it
+        try:
+            name = await _pick_model(replica, option)
+        except BackendError as exc:
+            failure = exc
+            continue
+        for r in replicas:
+            r.model = name
+        return name
+    assert failure is not None
+    raise failure
+
+
 @contextlib.asynccontextmanager
 async def open_endpoints(
     args: argparse.Namespace, *, status: Callable[[str], Any] | None = None
@@ -218,55 +310,61 @@ async def open_endpoints(
     server's single listed model is used.
     """
     server = None
-    base_url = args.base_url or _env("RSTAR_TARGET_BASE_URL", "OPENAI_BASE_URL")
+    urls = _urls(args.base_url) or _urls(_env("RSTAR_TARGET_BASE_URL", "OPENAI_BASE_URL"))
     dialect: Dialect = args.dialect or "vllm"
     model = args.model or _env("RSTAR_TARGET_MODEL")
     api_key = args.api_key or _env("RSTAR_TARGET_API_KEY", "OPENAI_API_KEY") or "EMPTY"
-    if not base_url:
+    if not urls:
         from langgraph_rstar.local import LocalServer
 
         if status:
             status(f"starting the embedded model {args.local_model} ...")
         server = LocalServer(args.local_model, parallel=args.local_parallel)
-        base_url = await asyncio.to_thread(server.start)
+        urls = [await asyncio.to_thread(server.start)]
         dialect = args.dialect or "llamacpp"
         model = model or server.alias
-    target: OpenAICompatibleLLM | None = None
-    disc: OpenAICompatibleLLM | None = None
+    target: OpenAICompatibleLLM | RoutedLLM | None = None
+    disc: OpenAICompatibleLLM | RoutedLLM | None = None
     try:
-        max_n = args.local_parallel if server else None
-        target = OpenAICompatibleLLM(
-            base_url,
+        common = {
+            "max_in_flight": args.max_in_flight,
+            "max_n": args.local_parallel if server else None,
+            "affinity_header": getattr(args, "affinity_header", "X-Session-ID") or None,
+            "router": {
+                "capacity": getattr(args, "replica_capacity", None),
+                "probe_interval": getattr(args, "probe_interval", 2.0),
+            },
+        }
+        target = _connect(
+            urls,
             model or "",
             api_key=api_key,
             api=args.api,
             dialect=dialect,
-            max_in_flight=args.max_in_flight,
-            max_n=max_n,
             extra_body=args.extra_body,
             name="target",
+            **common,
         )
-        if not target.model:
-            target.model = await _pick_model(target, "--model")
+        await _check_replicas(target, "target", status)
+        model = await _name_model(target, "--model")
         if args.discriminator_base_url or args.discriminator_model:
-            disc = OpenAICompatibleLLM(
-                args.discriminator_base_url or base_url,
-                args.discriminator_model or ("" if args.discriminator_base_url else target.model),
+            disc = _connect(
+                _urls(args.discriminator_base_url) or urls,
+                args.discriminator_model or ("" if args.discriminator_base_url else model),
                 api_key=args.discriminator_api_key or api_key,
                 api=args.discriminator_api or args.api,
                 dialect=args.discriminator_dialect or dialect,
-                max_in_flight=args.max_in_flight,
-                max_n=max_n,
                 extra_body=(
                     args.discriminator_extra_body
                     if args.discriminator_extra_body is not None
                     else args.extra_body
                 ),
                 name="discriminator",
+                **common,
             )
-            if not disc.model:
-                disc.model = await _pick_model(disc, "--discriminator-model")
-        where = f"embedded {args.local_model} at {base_url}" if server else base_url
+            await _check_replicas(disc, "discriminator", status)
+            await _name_model(disc, "--discriminator-model")
+        where = f"embedded {args.local_model} at {urls[0]}" if server else _describe(urls)
         yield Endpoints(target, disc or target, where)
     finally:  # close the clients on errors too, then stop the server
         for client in (target, disc):

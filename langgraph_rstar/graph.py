@@ -231,7 +231,10 @@ def create_rstar_graph(
                 "rstar_rollout": ctx["rollout"],
                 "rstar_depth": ctx["depth"],
             }
-            with llm_run_context(config, metadata=about), affinity_key(question_key(ctx["question"])):
+            with (
+                llm_run_context(config, metadata=about),
+                affinity_key(question_key(ctx["question"])),
+            ):
                 result = await fn(ctx, target, cfg.prompt_pack(), cfg)  # type: ignore[arg-type]
             runtime.stream_writer(events.node_expanded(action, parent, result["nodes"]))
             return {"nodes": result["nodes"], "usage": {"target": result["usage"]}}

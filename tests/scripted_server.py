@@ -72,6 +72,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(*args, **kwargs)
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
+        self.killed = False  # a dead process reads nothing more
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.connections_lock:
@@ -115,6 +116,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": {"message": f"no route {path}", "code": 404}})
 
     def do_POST(self) -> None:
+        if self.server.killed:
+            self.close_connection = True  # hang up without a reply
+            return
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         try:
@@ -219,6 +223,8 @@ class ScriptedServer:
         """Die like a crashed process: stop listening and reset every open connection (requests
         in progress never get their reply). ``start(port=self.port)`` revives it."""
         httpd = self._httpd
+        if httpd is not None:
+            httpd.killed = True
         self.stop()
         if httpd is not None:
             with httpd.connections_lock:

@@ -141,6 +141,7 @@ class RoutedLLM:
         if len(set(idents)) != len(idents):
             raise ValueError(f"replicas must be distinct, got {idents}")
         self._replicas = [_Replica(r, ident) for r, ident in zip(replicas, idents, strict=True)]
+        self._by_ident = {r.ident: r for r in self._replicas}
         self.name = name
         self.affinity = affinity
         self.balance = balance
@@ -219,6 +220,11 @@ class RoutedLLM:
             for r in self._replicas
         ]
 
+    def preference(self, key: str) -> list[str]:
+        """The replicas (URLs) in the order ``key`` prefers them: the first holds its prefix
+        cache while it is up and not saturated. The same in every process."""
+        return sorted((r.ident for r in self._replicas), key=lambda i: _rank(key, i), reverse=True)
+
     # -- routing -----------------------------------------------------------------------------
 
     def _pick(self, weight: int, key: str | None, tried: Sequence[_Replica]) -> _Replica:
@@ -229,7 +235,10 @@ class RoutedLLM:
         if key is not None and self.affinity:
             bound = self.balance * (sum(r.in_flight for r in fresh) + weight) / len(fresh)
             bound = max(bound, self.capacity or 0)
-            for r in sorted(fresh, key=lambda r: _rank(key, r.ident), reverse=True):
+            for ident in self.preference(key):
+                r = self._by_ident[ident]
+                if r not in fresh:
+                    continue
                 if r.in_flight == 0 or r.in_flight + weight <= bound:
                     choice = r
                     break

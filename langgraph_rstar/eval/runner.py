@@ -27,6 +27,7 @@ from langgraph_rstar.eval.records import (
     load_settings,
 )
 from langgraph_rstar.eval.scoring import summarize
+from langgraph_rstar.eval.shards import Shard
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from rich.console import Console
@@ -128,7 +129,7 @@ def _check_same_run(
         previous.setdefault("method", rec.get("method"))
         previous.setdefault("dataset", rec.get("dataset"))
         break
-    for key in ("method", "dataset", "sc_k"):
+    for key in ("method", "dataset", "sc_k", "shard"):
         if key in previous and previous[key] != wanted.get(key):
             raise EvalError(
                 f"{str(run_dir)!r} holds a run with {key}={previous[key]!r}, not "
@@ -146,7 +147,10 @@ def _check_same_run(
 
 def _public_options(args: argparse.Namespace) -> dict[str, Any]:
     hidden = {"func", "api_key", "discriminator_api_key"}
-    return {k: v for k, v in vars(args).items() if k not in hidden}
+    out = {k: v for k, v in vars(args).items() if k not in hidden}
+    if isinstance(out.get("shard"), Shard):
+        out["shard"] = str(out["shard"])  # as typed: "2/4"
+    return out
 
 
 class _Progress:
@@ -264,6 +268,15 @@ async def run_eval(
     if args.sc_k < 1:
         raise EvalError("--sc-k must be >= 1")
     items = load_dataset(args.data, args.limit, dataset=args.dataset)
+    shard: Shard | None = getattr(args, "shard", None)
+    if shard is not None:
+        total = len(items)
+        items = shard.select(items)
+        if not items:
+            raise EvalError(
+                f"shard {shard} selects none of the {total} questions of {args.data}; "
+                "use fewer shards"
+            )
     cfg = _eval_config(args)
     sc_k = args.sc_k if args.method == "sc" else None
     run_dir = Path(args.out)
@@ -279,6 +292,7 @@ async def run_eval(
             "dataset": args.dataset,
             "sc_k": sc_k,
             "config": cfg.to_dict(),
+            "shard": shard.to_settings() if shard else None,
         }
         # Check before repairing anything, so that a wrong --out never touches the file.
         _check_same_run(run_dir, settings, {r["id"]: r for r in _peek(log.path)}, wanted)
@@ -294,8 +308,9 @@ async def run_eval(
             quiet = getattr(args, "quiet", False)
             if not quiet:
                 retry = f", retrying {log.retried_errors} failed" if log.retried_errors else ""
+                part = f" (shard {shard})" if shard else ""
                 err.print(
-                    f"[dim]{args.method} on {args.dataset}: {len(items)} questions, "
+                    f"[dim]{args.method} on {args.dataset}{part}: {len(items)} questions, "
                     f"{len(finished)} already done{retry}; results in {log.path}[/dim]"
                 )
             if todo:
@@ -348,6 +363,8 @@ def _write_settings(
         "method": wanted["method"],
         "dataset": wanted["dataset"],
         "sc_k": wanted["sc_k"],
+        "shard": wanted["shard"],
+        "limit": args.limit,
         "data": str(data_path),
         "data_sha256": _sha256(data_path),
         "config": wanted["config"],
