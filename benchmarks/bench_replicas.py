@@ -13,13 +13,16 @@ shape), each behind a latency model of one GPU:
   characters, added to the request's time.
 
 One batch of ``--questions`` questions (all in flight at once, rStar ``fast`` preset) runs through
-:class:`RoutedLLM` over 1, 2 and 3 fresh servers, then over 3 servers without affinity (least
-loaded only), side by side in one process. Reported per run: wall time, questions and requests
-per second, the speed-up over one replica, the **affinity rate** (share of a question's requests
-served by the replica that served most of them, summed over questions), and the prefix cache's
-hit rate (share of prompt characters served from cache).
+:class:`RoutedLLM` over 1, 2 and 3 fresh servers with the default policy, then over 3 servers
+least-loaded only (no affinity), with ``balance`` 1.5, and with ``capacity`` = the slots, side by
+side in one process, ``--repeats`` times interleaved (the row shows the run of median wall time).
+Reported per run: wall time, questions and requests per second, the speed-up over one replica,
+the **affinity rate** (share of a question's requests served by the replica that served most of
+them, summed over questions), the prefix cache's hit rate (share of prompt characters served from
+cache) and the prompt characters the servers had to prefill per question. Results go to
+``benchmarks/results/replicas.md``.
 
-    python benchmarks/bench_replicas.py [--questions 36] [--slots 32] [--decode 0.2]
+    python benchmarks/bench_replicas.py [--questions 72] [--slots 32] [--decode 0.2] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from langgraph_rstar import RoutedLLM, RStarConfig, asolve  # noqa: E402
+from langgraph_rstar.backends import RoutingPolicy  # noqa: E402
 from tests.scripted_server import RequestRecord, ScriptedServer  # noqa: E402
 from tests.statistical_world import StatisticalWorld, world_question  # noqa: E402
 
@@ -133,7 +137,10 @@ async def run_batch(args: argparse.Namespace, replicas: int, **router_kwargs: ob
     ]
     servers = [ScriptedServer(world.respond, delay=m).start() for m in models]
     router = RoutedLLM.from_urls(
-        [s.base_url for s in servers], "world", max_in_flight=256, **router_kwargs
+        [s.base_url for s in servers],
+        "world",
+        max_in_flight=256,
+        policy=RoutingPolicy(**router_kwargs),  # type: ignore[arg-type]
     )
     cfg = RStarConfig.preset("fast", num_rollouts=args.rollouts, rollouts_in_flight=args.in_flight)
     questions = [world_question(i) for i in range(args.questions)]
@@ -197,7 +204,7 @@ def render(args: argparse.Namespace, rows: list[dict]) -> str:
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--questions", type=int, default=36, help="questions in the batch")
+    ap.add_argument("--questions", type=int, default=72, help="questions in the batch")
     ap.add_argument("--rollouts", type=int, default=4)
     ap.add_argument("--in-flight", type=int, default=2, help="rollouts in flight per question")
     ap.add_argument("--slots", type=int, default=32, help="sequences a server decodes at once")
@@ -215,7 +222,6 @@ async def main() -> None:
         (3, {}),
         (3, {"affinity": False}),
         (3, {"balance": 1.5}),
-        (3, {"balance": 2.0}),
         (3, {"capacity": args.slots}),
     ]
     runs: dict[int, list[dict]] = {i: [] for i in range(len(settings))}

@@ -21,6 +21,7 @@ from langgraph_rstar.backends import (
     LLMBackend,
     OpenAICompatibleLLM,
     RoutedLLM,
+    RoutingPolicy,
     Usage,
     affinity_key,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "RStarResult",
     "RStarState",
     "RoutedLLM",
+    "RoutingPolicy",
     "Usage",
     "affinity_key",
     "asolve",

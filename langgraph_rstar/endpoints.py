@@ -18,7 +18,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from langgraph_rstar.backends import BackendError, LLMBackend, OpenAICompatibleLLM, RoutedLLM
+from langgraph_rstar.backends import (
+    BackendError,
+    LLMBackend,
+    OpenAICompatibleLLM,
+    RoutedLLM,
+    RoutingPolicy,
+)
 from langgraph_rstar.backends.openai_compat import Dialect
 from langgraph_rstar.config import PRESETS, RStarConfig
 
@@ -241,12 +247,12 @@ async def _pick_model(llm: OpenAICompatibleLLM, option: str) -> str:
 
 
 def _connect(
-    urls: list[str], model: str, *, name: str, router: dict[str, Any], **kwargs: Any
+    urls: list[str], model: str, *, name: str, policy: RoutingPolicy, **kwargs: Any
 ) -> OpenAICompatibleLLM | RoutedLLM:
     """One backend for one URL; a router over one backend per URL for several."""
     if len(urls) == 1:
         return OpenAICompatibleLLM(urls[0], model, name=name, **kwargs)
-    return RoutedLLM.from_urls(urls, model, name=name, **router, **kwargs)
+    return RoutedLLM.from_urls(urls, model, name=name, policy=policy, **kwargs)
 
 
 async def _check_replicas(backend: LLMBackend, role: str, status: Any) -> None:
@@ -330,10 +336,10 @@ async def open_endpoints(
             "max_in_flight": args.max_in_flight,
             "max_n": args.local_parallel if server else None,
             "affinity_header": getattr(args, "affinity_header", "X-Session-ID") or None,
-            "router": {
-                "capacity": getattr(args, "replica_capacity", None),
-                "probe_interval": getattr(args, "probe_interval", 2.0),
-            },
+            "policy": RoutingPolicy(
+                capacity=getattr(args, "replica_capacity", None),
+                probe_interval=getattr(args, "probe_interval", 2.0),
+            ),
         }
         target = _connect(
             urls,

@@ -98,6 +98,8 @@ def test_shards_merge_into_the_unsharded_run(scripted, tmp_path, capsys) -> None
     assert "all 3 shards merged; 10 of 10 selected questions have records" in (
         capsys.readouterr().out
     )
+    assert (tmp_path / "accuracy_vs_tokens.png").is_file()  # beside the shards' directories
+    assert not Path("sc[3 shards]").exists()
 
 
 def test_each_shard_resumes_on_its_own_and_keeps_its_shard(scripted, tmp_path, capsys) -> None:
@@ -154,3 +156,4 @@ def test_report_refuses_shards_that_do_not_belong_together(scripted, tmp_path, c
     assert f"shards 1/2 only merged; {n} of {n} selected" in capsys.readouterr().out.replace(
         "\n", " "
     )
+    assert (dirs[0] / "accuracy_vs_tokens.png").is_file()  # plots go to the directory given

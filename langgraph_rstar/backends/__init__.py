@@ -28,7 +28,7 @@ from langgraph_rstar.backends.chat_model import BackendLike, ChatModelLLM, as_ba
 from langgraph_rstar.backends.openai_compat import Api as Api  # type aliases, not in __all__
 from langgraph_rstar.backends.openai_compat import Dialect as Dialect
 from langgraph_rstar.backends.openai_compat import OpenAICompatibleLLM
-from langgraph_rstar.backends.routing import RoutedLLM
+from langgraph_rstar.backends.routing import RoutedLLM, RoutingPolicy
 from langgraph_rstar.backends.tracing import llm_run_context
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "LLMBackend",
     "OpenAICompatibleLLM",
     "RoutedLLM",
+    "RoutingPolicy",
     "Usage",
     "affinity_key",
     "apply_stop",

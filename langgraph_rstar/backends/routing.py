@@ -23,6 +23,8 @@ together):
   ``health()`` gets one trial call instead. If every replica is ejected, calls go to all of them
   anyway, so an outage that ends heals without a restart.
 
+The knobs are a :class:`RoutingPolicy`.
+
 Probes run as tasks of the event loop that is routing calls; nothing runs between calls.
 """
 
@@ -47,9 +49,50 @@ from langgraph_rstar.backends.base import (
     current_affinity_key,
 )
 
-__all__ = ["RoutedLLM"]
+__all__ = ["RoutedLLM", "RoutingPolicy"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RoutingPolicy:
+    """How :class:`RoutedLLM` spreads calls over replicas and treats failing ones.
+
+    Attributes:
+        affinity: Route calls that carry an affinity key by the key (else least-loaded only).
+        balance: A key's replica is passed over while its load would exceed ``balance`` times
+            the mean load of the replicas in rotation (>= 1; larger keeps affinity longer, at
+            the cost of balance) ...
+        capacity: ... unless it stays within ``capacity`` sequences (those a replica serves at
+            once without queueing, e.g. vLLM's ``--max-num-seqs``; ``None``: no such floor).
+        eject_after: Transient failures in a row that take a replica out of rotation.
+        probe_interval: Seconds between health probes of an ejected replica.
+        max_attempts: Attempts per call, spread over replicas (default: one per replica plus
+            four with backoff).
+
+    Example:
+        >>> RoutingPolicy(capacity=256).balance
+        1.25
+    """
+
+    affinity: bool = True
+    balance: float = 1.25
+    capacity: int | None = None
+    eject_after: int = 3
+    probe_interval: float = 2.0
+    max_attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.balance < 1.0:
+            raise ValueError(f"balance must be >= 1, got {self.balance}")
+        if self.capacity is not None and self.capacity < 1:
+            raise ValueError(f"capacity must be >= 1 or None, got {self.capacity}")
+        if self.eject_after < 1:
+            raise ValueError(f"eject_after must be >= 1, got {self.eject_after}")
+        if self.probe_interval <= 0:
+            raise ValueError(f"probe_interval must be > 0, got {self.probe_interval}")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
 
 
 @dataclass(eq=False)
@@ -88,6 +131,7 @@ class RoutedLLM:
         >>> llm = RoutedLLM.from_urls(
         ...     ["http://gpu1:8000/v1", "http://gpu2:8000/v1", "http://gpu3:8000/v1"],
         ...     "Qwen/Qwen2.5-Math-7B-Instruct",
+        ...     policy=RoutingPolicy(capacity=256),  # vLLM's --max-num-seqs
         ... )
         >>> # result = await asolve(question, target=llm)  # one question stays on one replica
         >>> # llm.replica_stats()  # calls, failures, ejections and load per replica
@@ -97,16 +141,7 @@ class RoutedLLM:
             (a replica's ``base_url``, else its ``name``, identifies it for hashing). Give them
             few retries of their own: the router retries elsewhere.
         name: Display name.
-        affinity: Route calls that carry an affinity key by the key (else least-loaded only).
-        balance: A key's replica is passed over while its load would exceed ``balance`` times
-            the mean load of the replicas in rotation (>= 1; larger keeps affinity longer, at
-            the cost of balance)...
-        capacity: ... unless it stays within ``capacity`` sequences (those a replica serves at
-            once without queueing, e.g. vLLM's ``--max-num-seqs``; ``None``: no such floor).
-        eject_after: Transient failures in a row that take a replica out of rotation.
-        probe_interval: Seconds between health probes of an ejected replica.
-        max_attempts: Attempts per call, spread over replicas (default: one per replica plus
-            four with backoff).
+        policy: How calls are routed (default :class:`RoutingPolicy`).
     """
 
     #: First and longest backoff once every replica failed a call, in seconds (plus jitter).
@@ -118,37 +153,18 @@ class RoutedLLM:
         replicas: Sequence[LLMBackend],
         *,
         name: str = "routed",
-        affinity: bool = True,
-        balance: float = 1.25,
-        capacity: int | None = None,
-        eject_after: int = 3,
-        probe_interval: float = 2.0,
-        max_attempts: int | None = None,
+        policy: RoutingPolicy | None = None,
     ) -> None:
         if not replicas:
             raise ValueError("RoutedLLM needs at least one replica")
-        if balance < 1.0:
-            raise ValueError(f"balance must be >= 1, got {balance}")
-        if capacity is not None and capacity < 1:
-            raise ValueError(f"capacity must be >= 1 or None, got {capacity}")
-        if eject_after < 1:
-            raise ValueError(f"eject_after must be >= 1, got {eject_after}")
-        if probe_interval <= 0:
-            raise ValueError(f"probe_interval must be > 0, got {probe_interval}")
-        if max_attempts is not None and max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         idents = [str(getattr(r, "base_url", None) or r.name) for r in replicas]
         if len(set(idents)) != len(idents):
             raise ValueError(f"replicas must be distinct, got {idents}")
         self._replicas = [_Replica(r, ident) for r, ident in zip(replicas, idents, strict=True)]
         self._by_ident = {r.ident: r for r in self._replicas}
         self.name = name
-        self.affinity = affinity
-        self.balance = balance
-        self.capacity = capacity
-        self.eject_after = eject_after
-        self.probe_interval = probe_interval
-        self.max_attempts = max_attempts or len(replicas) + 4
+        self.policy = policy or RoutingPolicy()
+        self.max_attempts = self.policy.max_attempts or len(replicas) + 4
         self.usage = Usage()
         self._picks = 0
 
@@ -159,12 +175,7 @@ class RoutedLLM:
         model: str,
         *,
         name: str | None = None,
-        affinity: bool = True,
-        balance: float = 1.25,
-        capacity: int | None = None,
-        eject_after: int = 3,
-        probe_interval: float = 2.0,
-        max_attempts: int | None = None,
+        policy: RoutingPolicy | None = None,
         **backend_kwargs: Any,
     ) -> RoutedLLM:
         """One :class:`OpenAICompatibleLLM` per URL behind a router.
@@ -183,16 +194,7 @@ class RoutedLLM:
             OpenAICompatibleLLM(url, model, name=f"{label}@{url}", **backend_kwargs)
             for url in base_urls
         ]
-        return cls(
-            replicas,
-            name=label,
-            affinity=affinity,
-            balance=balance,
-            capacity=capacity,
-            eject_after=eject_after,
-            probe_interval=probe_interval,
-            max_attempts=max_attempts,
-        )
+        return cls(replicas, name=label, policy=policy)
 
     def __repr__(self) -> str:
         return f"RoutedLLM({[r.ident for r in self._replicas]!r}, name={self.name!r})"
@@ -232,9 +234,9 @@ class RoutedLLM:
         pool = [r for r in self._replicas if not r.ejected] or self._replicas  # all out: try all
         fresh = [r for r in pool if r not in tried] or pool
         choice = None
-        if key is not None and self.affinity:
-            bound = self.balance * (sum(r.in_flight for r in fresh) + weight) / len(fresh)
-            bound = max(bound, self.capacity or 0)
+        if key is not None and self.policy.affinity:
+            bound = self.policy.balance * (sum(r.in_flight for r in fresh) + weight) / len(fresh)
+            bound = max(bound, self.policy.capacity or 0)
             for ident in self.preference(key):
                 r = self._by_ident[ident]
                 if r not in fresh:
@@ -343,10 +345,10 @@ class RoutedLLM:
     def _failed(self, replica: _Replica, exc: BackendError) -> None:
         replica.failures += 1
         replica.in_a_row += 1
-        if not replica.ejected and replica.in_a_row >= self.eject_after:
+        if not replica.ejected and replica.in_a_row >= self.policy.eject_after:
             replica.ejected = True
             replica.ejections += 1
-            replica.next_probe = time.monotonic() + self.probe_interval
+            replica.next_probe = time.monotonic() + self.policy.probe_interval
             logger.warning(
                 "%s: ejected %s after %d failures in a row (%s)",
                 self.name,
@@ -365,14 +367,14 @@ class RoutedLLM:
         replica.ejected = False
         replica.readmissions += 1
         # A replica let back without a health check gets one call to prove itself.
-        replica.in_a_row = self.eject_after - 1 if on_trial else 0
+        replica.in_a_row = self.policy.eject_after - 1 if on_trial else 0
         logger.warning("%s: re-admitted %s", self.name, replica.ident)
 
     def _start_due_probes(self) -> None:
         now = time.monotonic()
         for r in self._replicas:
             if r.ejected and now >= r.next_probe and (r.probe is None or r.probe.done()):
-                r.next_probe = now + self.probe_interval
+                r.next_probe = now + self.policy.probe_interval
                 r.probe = asyncio.ensure_future(self._probe(r))
 
     @staticmethod
@@ -405,8 +407,8 @@ class RoutedLLM:
             elif not ok and not r.ejected:
                 r.ejected = True
                 r.ejections += 1
-                r.in_a_row = max(r.in_a_row, self.eject_after)
-                r.next_probe = time.monotonic() + self.probe_interval
+                r.in_a_row = max(r.in_a_row, self.policy.eject_after)
+                r.next_probe = time.monotonic() + self.policy.probe_interval
                 logger.warning("%s: %s fails its health check; ejected", self.name, r.ident)
         return {r.ident: ok for r, ok in zip(self._replicas, results, strict=True)}
 

@@ -238,11 +238,12 @@ def report(
                 out.print(note)
         if rescore:
             out.print(render_rescore(runs))
-    if plots_dir is None:
+    if plots_dir is None:  # the run directories given, not a merged run's made-up name
+        given = [Path(d) for d in run_dirs]
         plots_dir = (
-            runs[0].path
-            if len(runs) == 1
-            else Path(os.path.commonpath([str(r.path.resolve()) for r in runs]))
+            given[0]
+            if len(given) == 1
+            else Path(os.path.commonpath([str(d.resolve()) for d in given]))
         )
     paths = write_plots(runs, plots_dir)
     if not as_json:
