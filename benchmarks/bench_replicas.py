@@ -22,7 +22,7 @@ them, summed over questions), the prefix cache's hit rate (share of prompt chara
 cache) and the prompt characters the servers had to prefill per question. Results go to
 ``benchmarks/results/replicas.md``.
 
-    python benchmarks/bench_replicas.py [--questions 72] [--slots 32] [--decode 0.2] [--repeats 3]
+    python benchmarks/bench_replicas.py [--questions 48] [--slots 16] [--decode 0.25] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -145,9 +145,10 @@ async def run_batch(args: argparse.Namespace, replicas: int, **router_kwargs: ob
     cfg = RStarConfig.preset("fast", num_rollouts=args.rollouts, rollouts_in_flight=args.in_flight)
     questions = [world_question(i) for i in range(args.questions)]
     try:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         results = await asyncio.gather(*(asolve(q, target=router, config=cfg) for q in questions))
         wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu  # client and the three servers: all in this process
     finally:
         await router.aclose()
         for s in servers:
@@ -158,6 +159,7 @@ async def run_batch(args: argparse.Namespace, replicas: int, **router_kwargs: ob
         "replicas": replicas,
         "policy": policy(router_kwargs),
         "wall_s": wall,
+        "cpu_s": cpu,
         "questions_per_s": len(questions) / wall,
         "requests_per_s": requests / wall,
         "requests": requests,
@@ -188,8 +190,8 @@ def render(args: argparse.Namespace, rows: list[dict]) -> str:
         f"{args.block} chars. Median of {args.repeats} run(s) by wall time (all walls listed).",
         "",
         "| replicas | routing | wall s | questions/s | requests/s | speed-up | requests per "
-        "replica | affinity rate | prefix-cache hit rate | prefilled chars/q | walls |",
-        "| ---: | :--- | ---: | ---: | ---: | ---: | :--- | ---: | ---: | ---: | :--- |",
+        "replica | affinity rate | prefix-cache hit rate | prefilled chars/q | CPU s | walls |",
+        "| ---: | :--- | ---: | ---: | ---: | ---: | :--- | ---: | ---: | ---: | ---: | :--- |",
     ]
     for r in rows:
         lines.append(
@@ -197,18 +199,18 @@ def render(args: argparse.Namespace, rows: list[dict]) -> str:
             f"{r['questions_per_s']:.2f} | {r['requests_per_s']:.1f} | "
             f"{r['questions_per_s'] / base:.2f}x | {r['per_replica']} | "
             f"{100 * r['affinity_rate']:.1f} % | {100 * r['prefix_hit_rate']:.1f} % | "
-            f"{r['prefilled_chars_per_q']:,.0f} | {r['walls']} |"
+            f"{r['prefilled_chars_per_q']:,.0f} | {r['cpu_s']:.1f} | {r['walls']} |"
         )
     return "\n".join(lines)
 
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--questions", type=int, default=72, help="questions in the batch")
+    ap.add_argument("--questions", type=int, default=48, help="questions in the batch")
     ap.add_argument("--rollouts", type=int, default=4)
     ap.add_argument("--in-flight", type=int, default=2, help="rollouts in flight per question")
-    ap.add_argument("--slots", type=int, default=32, help="sequences a server decodes at once")
-    ap.add_argument("--decode", type=float, default=0.2, help="seconds per request")
+    ap.add_argument("--slots", type=int, default=16, help="sequences a server decodes at once")
+    ap.add_argument("--decode", type=float, default=0.25, help="seconds per request")
     ap.add_argument("--prefill", type=float, default=0.01, help="seconds per 1000 new chars")
     ap.add_argument("--block", type=int, default=64, help="prefix-cache block (chars)")
     ap.add_argument("--cache-blocks", type=int, default=2000, help="prefix-cache size per server")

@@ -465,3 +465,20 @@ def test_the_cli_routes_over_repeated_base_urls_and_skips_dead_ones(capsys) -> N
     err = capsys.readouterr().err
     assert "none of the 2 target replicas answers its health check" in err
     assert "Traceback" not in err
+
+
+async def test_open_endpoints_builds_one_backend_per_role_from_repeated_urls(trio) -> None:
+    from langgraph_rstar.cli import build_parser
+    from langgraph_rstar.endpoints import open_endpoints
+
+    argv = ["solve", "q", "--base-url", trio[0].base_url, "--discriminator-model", "judge"]
+    argv += ["--discriminator-base-url", trio[1].base_url]
+    argv += ["--discriminator-base-url", trio[2].base_url, "--replica-capacity", "64"]
+    async with open_endpoints(build_parser().parse_args(argv)) as ends:
+        assert isinstance(ends.target, OpenAICompatibleLLM)  # one URL: no router
+        assert ends.target.base_url == trio[0].base_url
+        disc = ends.discriminator
+        assert isinstance(disc, RoutedLLM) and disc.policy.capacity == 64
+        assert [r.base_url for r in disc.replicas] == [trio[1].base_url, trio[2].base_url]  # type: ignore[attr-defined]
+        assert {r.model for r in disc.replicas} == {"judge"}  # type: ignore[attr-defined]
+        assert ends.description == trio[0].base_url
