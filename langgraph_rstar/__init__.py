@@ -20,7 +20,10 @@ from langgraph_rstar.backends import (
     Generation,
     LLMBackend,
     OpenAICompatibleLLM,
+    RoutedLLM,
+    RoutingPolicy,
     Usage,
+    affinity_key,
 )
 from langgraph_rstar.config import PRESETS, RStarConfig, RStarContext
 from langgraph_rstar.events import RStarEvent
@@ -45,9 +48,12 @@ __all__ = [
     "RStarOutput",
     "RStarResult",
     "RStarState",
+    "RoutedLLM",
+    "RoutingPolicy",
     "SettingsError",
     "ThreadBusyError",
     "Usage",
+    "affinity_key",
     "asolve",
     "create_rstar_graph",
     "solve",

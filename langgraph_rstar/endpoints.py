@@ -20,8 +20,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from langgraph_rstar.backends import LLMBackend, OpenAICompatibleLLM
-from langgraph_rstar.backends.openai_compat import Dialect
+from langgraph_rstar.backends import (
+    BackendError,
+    LLMBackend,
+    OpenAICompatibleLLM,
+    RoutedLLM,
+    RoutingPolicy,
+)
+from langgraph_rstar.backends.openai_compat import Dialect, _normalize_base_url
 from langgraph_rstar.backends.redaction import redact_url
 from langgraph_rstar.config import PRESETS, RStarConfig
 from langgraph_rstar.settings import SettingsError
@@ -81,9 +87,13 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("target model (generator)")
     g.add_argument(
         "--base-url",
+        action="append",
         default=None,
-        help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1 (default: "
-        "$RSTAR_TARGET_BASE_URL, else $OPENAI_BASE_URL, else start the embedded llama.cpp server)",
+        metavar="URL",
+        help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1; repeat it for replicas "
+        "of the same model (each question stays on one replica, failed calls move to another) "
+        "(default: $RSTAR_TARGET_BASE_URL, else $OPENAI_BASE_URL, else start the embedded "
+        "llama.cpp server)",
     )
     g.add_argument(
         "--model",
@@ -141,7 +151,12 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
         help="extra JSON fields merged into every request body, e.g. '{\"min_p\": 0.05}'",
     )
     d = parser.add_argument_group("discriminator model (default: the target)")
-    d.add_argument("--discriminator-base-url", help="base URL (default: the target's)")
+    d.add_argument(
+        "--discriminator-base-url",
+        action="append",
+        metavar="URL",
+        help="base URL, repeatable for replicas (default: the target's)",
+    )
     d.add_argument(
         "--discriminator-model",
         help="model name (default: the target's; with its own --discriminator-base-url, the "
@@ -166,6 +181,30 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
         type=_json_object,
         metavar="JSON",
         help="extra JSON fields for the discriminator's requests (default: the target's)",
+    )
+    r = parser.add_argument_group("replicas (several --base-url) and routers in front of them")
+    r.add_argument(
+        "--affinity-header",
+        default="X-Session-ID",
+        metavar="NAME",
+        help="header that carries each question's key, so that a router in front of replicas "
+        "keeps a question on one of them (vLLM production-stack router: --routing-logic session "
+        "--session-key NAME); '' sends none (default: X-Session-ID)",
+    )
+    r.add_argument(
+        "--replica-capacity",
+        type=int,
+        metavar="SEQS",
+        help="sequences one replica serves at once (vLLM's --max-num-seqs): below it a question "
+        "never leaves its replica (default: only balance the load)",
+    )
+    r.add_argument(
+        "--probe-interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often a replica taken out of rotation (3 failures in a row) is probed to let "
+        "it back in (default 2)",
     )
     e = parser.add_argument_group("embedded model (used when no base URL is given)")
     e.add_argument(
@@ -305,46 +344,59 @@ def _origin(url: str | None) -> tuple[str, str, int | None] | None:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
-def api_keys(args: argparse.Namespace, base_url: str | None = None) -> tuple[str, str]:
+def api_keys(args: argparse.Namespace, base_urls: list[str] | None = None) -> tuple[str, str]:
     """The target's and the discriminator's API keys from the options and the environment.
 
     Each from its file, its option or its environment variables, in that order. The target's
-    key is reused for the discriminator only when the discriminator runs on the target's host
-    (scheme, host and port of ``base_url``, the target's resolved URL): a key goes only to the
-    host it was given for.
+    key is reused for the discriminator only when every discriminator URL is on one of the
+    target's hosts (scheme, host and port of ``base_urls``, the target's resolved URLs): a key
+    goes only to the hosts it was given for.
     """
     target = _given_key(args, "api_key", "RSTAR_TARGET_API_KEY", "OPENAI_API_KEY") or "EMPTY"
     disc = _given_key(args, "discriminator_api_key", "RSTAR_DISCRIMINATOR_API_KEY")
     if not disc:
-        other = args.discriminator_base_url
-        target_url = base_url or args.base_url
-        same_host = not other or _origin(other) == _origin(target_url)
-        disc = target if same_host else "EMPTY"
+        others = {_origin(u) for u in _urls(args.discriminator_base_url)}
+        homes = {_origin(u) for u in (base_urls or _urls(args.base_url))}
+        disc = target if others <= homes else "EMPTY"
     return target, disc
 
 
-def _target_url_and_model(args: argparse.Namespace) -> tuple[str | None, str | None]:
-    """The target's base URL and model from the options, else the environment (or None)."""
-    base_url = args.base_url or _env("RSTAR_TARGET_BASE_URL", "OPENAI_BASE_URL")
-    return base_url, args.model or _env("RSTAR_TARGET_MODEL")
+def _target_url_and_model(args: argparse.Namespace) -> tuple[list[str], str | None]:
+    """The target's base URLs and model from the options, else the environment."""
+    urls = _urls(args.base_url) or _urls(_env("RSTAR_TARGET_BASE_URL", "OPENAI_BASE_URL"))
+    return urls, args.model or _env("RSTAR_TARGET_MODEL")
+
+
+def _shown(urls: list[str]) -> str | list[str]:
+    """URLs for an identity: normalized as the backend does, without credentials; one as a
+    string, several sorted."""
+    shown = []
+    for url in urls:
+        try:
+            url = _normalize_base_url(url)
+        except ValueError:  # reported when the backend is built
+            pass
+        shown.append(redact_url(url))
+    shown.sort()
+    return shown[0] if len(shown) == 1 else shown
 
 
 def requested_identity(args: argparse.Namespace) -> dict[str, Any]:
     """:func:`endpoint_identity` as far as the options tell before any server is asked
     (``None`` where only the server can say, e.g. a model picked from ``/v1/models``)."""
-    base_url, model = _target_url_and_model(args)
+    urls, model = _target_url_and_model(args)
     target = {
-        "base_url": redact_url(base_url) if base_url else f"embedded:{args.local_model}",
+        "base_url": _shown(urls) if urls else f"embedded:{args.local_model}",
         "model": model,
         "api": args.api,
-        "dialect": args.dialect or ("vllm" if base_url else "llamacpp"),
+        "dialect": args.dialect or ("vllm" if urls else "llamacpp"),
     }
     if not (args.discriminator_base_url or args.discriminator_model):
         return {"target": target, "discriminator": dict(target)}
-    other_url = args.discriminator_base_url
+    other = _urls(args.discriminator_base_url)
     disc = {
-        "base_url": redact_url(other_url) if other_url else target["base_url"],
-        "model": args.discriminator_model or (None if other_url else model),
+        "base_url": _shown(other) if other else target["base_url"],
+        "model": args.discriminator_model or (None if other else model),
         "api": args.discriminator_api or args.api,
         "dialect": args.discriminator_dialect or target["dialect"],
     }
@@ -352,17 +404,27 @@ def requested_identity(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def endpoint_identity(
-    target: OpenAICompatibleLLM, discriminator: OpenAICompatibleLLM, local: str | None = None
+    target: LLMBackend, discriminator: LLMBackend, local: tuple[str, str] | None = None
 ) -> dict[str, Any]:
     """What a run's results depend on about its endpoints, without secrets: URLs without
-    credentials (``embedded:<model>`` for the embedded server, whose port changes), models,
-    APIs and dialects of the target and the discriminator."""
+    credentials (``embedded:<model>`` for the embedded server, whose port changes; all replicas
+    of a router), models, APIs and dialects of the target and the discriminator."""
 
-    def one(llm: OpenAICompatibleLLM) -> dict[str, Any]:
-        url = llm.display_url
-        if local is not None and llm.base_url == target.base_url:
-            url = f"embedded:{local}"
-        return {"base_url": url, "model": llm.model, "api": llm.api, "dialect": llm.dialect}
+    def one(llm: LLMBackend) -> dict[str, Any]:
+        replicas = llm.replicas if isinstance(llm, RoutedLLM) else [llm]
+        known = [r for r in replicas if isinstance(r, OpenAICompatibleLLM)]
+        if not known:
+            return {"base_url": None, "model": None, "api": None, "dialect": None}
+        urls = [
+            f"embedded:{local[0]}" if local and r.base_url == local[1].rstrip("/") else r.base_url
+            for r in known
+        ]
+        return {
+            "base_url": _shown(urls) if not urls[0].startswith("embedded:") else urls[0],
+            "model": known[0].model,
+            "api": known[0].api,
+            "dialect": known[0].dialect,
+        }
 
     return {"target": one(target), "discriminator": one(discriminator)}
 
@@ -379,6 +441,66 @@ async def _pick_model(llm: OpenAICompatibleLLM, option: str) -> str:
     )
 
 
+def _connect(
+    urls: list[str], model: str, *, name: str, policy: RoutingPolicy, **kwargs: Any
+) -> OpenAICompatibleLLM | RoutedLLM:
+    """One backend for one URL; a router over one backend per URL for several."""
+    if len(urls) == 1:
+        return OpenAICompatibleLLM(urls[0], model, name=name, **kwargs)
+    return RoutedLLM.from_urls(urls, model, name=name, policy=policy, **kwargs)
+
+
+async def _check_replicas(backend: LLMBackend, role: str, status: Any) -> None:
+    """Probe a router's replicas up front: say which are down; fail if all are."""
+    if not isinstance(backend, RoutedLLM):
+        return
+    health = await backend.check_health()
+    down = [url for url, ok in health.items() if not ok]
+    if len(down) == len(health):
+        raise BackendError(
+            f"none of the {len(health)} {role} replicas answers its health check: "
+            + ", ".join(down),
+            transient=True,
+        )
+    if down and status:
+        status(f"{role}: {len(down)} of {len(health)} replicas down for now: {', '.join(down)}")
+
+
+def _describe(urls: list[str]) -> str:
+    shown = [redact_url(u) for u in urls]  # printed and stored: no URL credentials
+    return shown[0] if len(shown) == 1 else f"{len(shown)} replicas: {', '.join(shown)}"
+
+
+def _urls(value: str | list[str] | None) -> list[str]:
+    """``--base-url`` values (one string from older callers), duplicates dropped."""
+    if not value:
+        return []
+    return list(dict.fromkeys([value] if isinstance(value, str) else value))
+
+
+async def _name_model(backend: OpenAICompatibleLLM | RoutedLLM, option: str) -> str:
+    """The model name, asked from the server when none was given (every replica alike)."""
+    replicas = [
+        r
+        for r in (backend.replicas if isinstance(backend, RoutedLLM) else [backend])
+        if isinstance(r, OpenAICompatibleLLM)
+    ]
+    if replicas[0].model:
+        return replicas[0].model
+    failure: BackendError | None = None
+    for replica in replicas:  # the first replica that answers names it
+        try:
+            name = await _pick_model(replica, option)
+        except BackendError as exc:
+            failure = exc
+            continue
+        for r in replicas:
+            r.model = name
+        return name
+    assert failure is not None
+    raise failure
+
+
 @contextlib.asynccontextmanager
 async def open_endpoints(
     args: argparse.Namespace, *, status: Callable[[str], Any] | None = None
@@ -390,61 +512,63 @@ async def open_endpoints(
     server's single listed model is used.
     """
     server = None
-    base_url, model = _target_url_and_model(args)
+    urls, model = _target_url_and_model(args)
     dialect: Dialect = args.dialect or "vllm"
-    api_key, disc_key = api_keys(args, base_url)  # bad key files fail before a server starts
-    if not base_url:
+    api_key, disc_key = api_keys(args, urls)  # bad key files fail before a server starts
+    if not urls:
         from langgraph_rstar.local import LocalServer
 
         if status:
             status(f"starting the embedded model {args.local_model} ...")
         server = LocalServer(args.local_model, parallel=args.local_parallel)
-        base_url = await asyncio.to_thread(server.start)
+        urls = [await asyncio.to_thread(server.start)]
         dialect = args.dialect or "llamacpp"
         model = model or server.alias
-    target: OpenAICompatibleLLM | None = None
-    disc: OpenAICompatibleLLM | None = None
+    target: OpenAICompatibleLLM | RoutedLLM | None = None
+    disc: OpenAICompatibleLLM | RoutedLLM | None = None
     try:
-        max_n = args.local_parallel if server else None
-        deadlines: dict[str, Any] = dict(
-            timeout=getattr(args, "timeout", DEFAULT_TIMEOUT),
-            max_retries=getattr(args, "max_retries", DEFAULT_MAX_RETRIES),
-        )
-        target = OpenAICompatibleLLM(
-            base_url,
+        common = {
+            "max_in_flight": args.max_in_flight,
+            "max_n": args.local_parallel if server else None,
+            "affinity_header": getattr(args, "affinity_header", "X-Session-ID") or None,
+            "policy": RoutingPolicy(
+                capacity=getattr(args, "replica_capacity", None),
+                probe_interval=getattr(args, "probe_interval", 2.0),
+            ),
+            "timeout": getattr(args, "timeout", DEFAULT_TIMEOUT),
+            "max_retries": getattr(args, "max_retries", DEFAULT_MAX_RETRIES),
+        }
+        target = _connect(
+            urls,
             model or "",
             api_key=api_key,
             api=args.api,
             dialect=dialect,
-            max_in_flight=args.max_in_flight,
-            max_n=max_n,
             extra_body=args.extra_body,
             name="target",
-            **deadlines,
+            **common,
         )
-        if not target.model:
-            target.model = await _pick_model(target, "--model")
+        await _check_replicas(target, "target", status)
+        model = await _name_model(target, "--model")
         if args.discriminator_base_url or args.discriminator_model:
-            disc = OpenAICompatibleLLM(
-                args.discriminator_base_url or base_url,
-                args.discriminator_model or ("" if args.discriminator_base_url else target.model),
+            disc = _connect(
+                _urls(args.discriminator_base_url) or urls,
+                args.discriminator_model or ("" if args.discriminator_base_url else model),
                 api_key=disc_key,
                 api=args.discriminator_api or args.api,
                 dialect=args.discriminator_dialect or dialect,
-                max_in_flight=args.max_in_flight,
-                max_n=max_n,
                 extra_body=(
                     args.discriminator_extra_body
                     if args.discriminator_extra_body is not None
                     else args.extra_body
                 ),
                 name="discriminator",
-                **deadlines,
+                **common,
             )
-            if not disc.model:
-                disc.model = await _pick_model(disc, "--discriminator-model")
-        where = f"embedded {args.local_model} at {base_url}" if server else target.display_url
-        local = args.local_model if server else None
+            await _check_replicas(disc, "discriminator", status)
+            await _name_model(disc, "--discriminator-model")
+        where = f"embedded {args.local_model} at {urls[0]}" if server else _describe(urls)
+        local = (args.local_model, urls[0]) if server else None
         identity = endpoint_identity(target, disc or target, local)
         yield Endpoints(target, disc or target, where, identity)
     finally:  # close the clients on errors too, then stop the server

@@ -12,10 +12,15 @@ Topology::
 (up to ``rollouts_in_flight``) and walks each rollout until it needs an expansion; every action
 allowed at every node to expand goes out as one ``Send``, so a wave's model calls run
 concurrently. All state is JSON-native, so any checkpointer can pause and resume a search.
+
+Every model call of a run is made under the question's affinity key (:func:`question_key`), so
+a router over several replicas keeps one question's calls on the replica whose prefix cache
+holds its prompt and tree.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
@@ -30,7 +35,7 @@ from typing_extensions import TypedDict
 
 from langgraph_rstar import events
 from langgraph_rstar.actions import ACTION_FUNCTIONS
-from langgraph_rstar.backends import BackendError, BackendLike, as_backend
+from langgraph_rstar.backends import BackendError, BackendLike, affinity_key, as_backend
 from langgraph_rstar.backends.tracing import llm_run_context
 from langgraph_rstar.config import RStarConfig, RStarContext, resolve_config
 from langgraph_rstar.discriminator import (
@@ -111,6 +116,18 @@ class ActionRequest(TypedDict):
     action: str
     context: dict[str, Any]
     config: dict[str, Any]
+
+
+def question_key(question: str) -> str:
+    """The affinity key of a question's model calls: a digest of its text, the same in every
+    process (so shards on several machines route a question alike).
+
+    Example:
+        >>> question_key("What is 2 + 3?") == question_key("What is 2 + 3?")
+        True
+    """
+    digest = hashlib.blake2b(question.strip().encode("utf-8"), digest_size=8).hexdigest()
+    return f"q-{digest}"
 
 
 def _question_from(state: Mapping[str, Any]) -> str:
@@ -244,7 +261,10 @@ def create_rstar_graph(
                 "rstar_rollout": ctx["rollout"],
                 "rstar_depth": ctx["depth"],
             }
-            with llm_run_context(config, metadata=about):
+            with (
+                llm_run_context(config, metadata=about),
+                affinity_key(question_key(ctx["question"])),
+            ):
                 result = await fn(ctx, target, cfg.prompt_pack(), cfg)  # type: ignore[arg-type]
             runtime.stream_writer(events.node_expanded(action, parent, result["nodes"]))
             return {"nodes": result["nodes"], "usage": {"target": result["usage"]}}
@@ -276,7 +296,10 @@ def create_rstar_graph(
             if limit:
                 verification = skipped_verification("budget")
             else:
-                with llm_run_context(config, metadata=about):
+                with (
+                    llm_run_context(config, metadata=about),
+                    affinity_key(question_key(state["question"])),
+                ):
                     verification = await verify_candidates(
                         state["question"],
                         candidates,
@@ -356,5 +379,6 @@ __all__ = [
     "RStarOutput",
     "RStarState",
     "create_rstar_graph",
+    "question_key",
     "render_answer",
 ]

@@ -3,8 +3,9 @@
 Stdlib only. It speaks enough of the vLLM / llama.cpp dialect to exercise a client over real
 HTTP: ``/v1/completions`` (one prompt or a list, choices flattened with ``index``),
 ``/v1/chat/completions``, ``/v1/models``, ``/health`` and llama.cpp's ``/tokenize``. Every
-completion request is recorded in ``ScriptedServer.log`` with its start and finish time so tests
-can measure concurrency.
+completion request is recorded in ``ScriptedServer.log`` with its headers and its start and
+finish time so tests can measure concurrency. ``kill()`` drops the listener and every open
+connection at once, like a crashed process; ``start(port=...)`` brings it back at the same URL.
 
 Example:
     >>> with ScriptedServer(lambda prompt, params: f"answer {params['n_index']}") as srv:
@@ -95,6 +96,22 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # the default backlog of 5 drops connections under load
     scripted: ScriptedServer
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        self.killed = False  # a dead process reads nothing more
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients that time out close the socket before we answer; that is expected here.
         pass
@@ -127,6 +144,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": {"message": f"no route {path}", "code": 404}})
 
     def do_POST(self) -> None:
+        if self.server.killed:
+            self.close_connection = True  # hang up without a reply
+            return
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         try:
@@ -216,7 +236,8 @@ class ScriptedServer:
             ``n_index`` (which choice, 0..n-1), ``prompt_index`` (which prompt of a batched
             request), ``n``, ``temperature``, ``stop``, ``max_tokens`` and ``path``. A returned
             sequence is indexed with ``n_index % len``.
-        delay: Seconds each request sleeps in its handler thread (requests overlap in time).
+        delay: Seconds each request sleeps in its handler thread (requests overlap in time), or
+            a function of the :class:`RequestRecord` returning them (a latency model).
         max_n: Reject ``n > max_n`` with llama.cpp's HTTP 400 "Field 'n'" error.
         ignore_n: Always answer one choice per prompt (like TGI's chat endpoint).
         usage_counts_one_choice: Report usage of the first prompt / first choice only, like
@@ -239,7 +260,7 @@ class ScriptedServer:
         self,
         responder: Responder,
         *,
-        delay: float = 0.0,
+        delay: float | Callable[[RequestRecord], float] = 0.0,
         max_n: int | None = None,
         ignore_n: bool = False,
         usage_counts_one_choice: bool = False,
@@ -271,8 +292,10 @@ class ScriptedServer:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> ScriptedServer:
-        httpd = self._httpd = _Server(("127.0.0.1", 0), _Handler)
+    def start(self, port: int = 0) -> ScriptedServer:
+        """Listen on 127.0.0.1:``port`` (0: any free port)."""
+        self._stopping.clear()  # a revived server misbehaves for as long as it is told to
+        httpd = self._httpd = _Server(("127.0.0.1", port), _Handler)
         httpd.scripted = self
         self.base_url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
         # A short poll interval makes stop() (shutdown) return quickly.
@@ -288,6 +311,26 @@ class ScriptedServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1].split("/")[0])
+
+    def kill(self) -> None:
+        """Die like a crashed process: stop listening and reset every open connection (requests
+        in progress never get their reply). ``start(port=self.port)`` revives it."""
+        httpd = self._httpd
+        if httpd is not None:
+            httpd.killed = True
+        self.stop()
+        if httpd is not None:
+            with httpd.connections_lock:
+                conns = list(httpd.connections)
+            for conn in conns:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed by its handler
 
     def __enter__(self) -> ScriptedServer:
         return self.start()
@@ -360,8 +403,9 @@ class ScriptedServer:
             rec.finished = time.monotonic()
             return 0, fault, None
         try:
-            if self.delay:
-                time.sleep(self.delay)
+            delay = self.delay(rec) if callable(self.delay) else self.delay
+            if delay:
+                time.sleep(delay)
             status, payload, raw = self._answer(path, body, chat, prompts, n, stop, fault)
         except Exception as exc:  # a broken responder is a server error, not a crash
             status, payload, raw = 500, {"error": {"message": repr(exc), "code": 500}}, None

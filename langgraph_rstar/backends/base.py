@@ -8,7 +8,11 @@ OpenAI-compatible endpoints.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+import contextlib
+import hashlib
+import re
+from collections.abc import Awaitable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -18,8 +22,10 @@ __all__ = [
     "Generation",
     "LLMBackend",
     "Usage",
+    "affinity_key",
     "apply_stop",
     "split_by_length",
+    "current_affinity_key",
 ]
 
 _T = TypeVar("_T")
@@ -88,10 +94,17 @@ class BackendError(RuntimeError):
     """The endpoint is unreachable, rejected a request, or sent a reply we cannot use.
 
     Attributes:
+        transient: The endpoint could not serve the request (unreachable, timed out, HTTP 429 or
+            5xx after its retries): another replica of the same model may. ``False`` when the
+            request itself was refused or the reply was unusable.
         usage: What the failed call spent before it failed (set by ``generate``), if known.
     """
 
     usage: Usage | None = None
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @runtime_checkable
@@ -116,6 +129,49 @@ class LLMBackend(Protocol):
     ) -> Generation:
         """Sample ``n`` completions for every prompt (raw text, no chat template)."""
         ...
+
+
+# --------------------------------------------------------------------------------------------
+# Affinity: which calls belong together
+# --------------------------------------------------------------------------------------------
+
+_AFFINITY: ContextVar[str | None] = ContextVar("langgraph_rstar_affinity_key", default=None)
+_HEADER_SAFE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+
+@contextlib.contextmanager
+def affinity_key(key: str | None) -> Iterator[None]:
+    """Mark the model calls made inside the block as belonging together under ``key``.
+
+    Backends that know about affinity use it (a router keeps the calls of one key on one
+    replica, whose prefix cache then holds their shared prompt; an OpenAI-compatible backend
+    sends it as a header for a router in front of the replicas); others ignore it. The key
+    follows the asyncio context, so tasks started inside the block carry it too.
+
+    Example:
+        >>> with affinity_key("question-17"):
+        ...     current_affinity_key()
+        'question-17'
+        >>> current_affinity_key() is None
+        True
+    """
+    token = _AFFINITY.set(key or None)
+    try:
+        yield
+    finally:
+        _AFFINITY.reset(token)
+
+
+def current_affinity_key() -> str | None:
+    """The key set by the innermost :func:`affinity_key` block around this call, if any."""
+    return _AFFINITY.get()
+
+
+def header_safe(key: str) -> str:
+    """``key`` if it can travel as an HTTP header value as it is, else a digest of it."""
+    if _HEADER_SAFE.fullmatch(key):
+        return key
+    return hashlib.blake2b(key.encode("utf-8"), digest_size=12).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ rollouts smoothed over:
 * a size cap on replies, and samples attributed to their prompt by ``index`` (ambiguous batched
   replies are re-asked one prompt per request),
 * keys and URL credentials masked in every message and log line,
+* the caller's affinity key (:func:`~langgraph_rstar.backends.affinity_key`) sent as a header,
+  for a router in front of several replicas,
 * usage counted per choice (llama.cpp's ``usage`` only covers the first choice).
 """
 
@@ -47,6 +49,8 @@ from langgraph_rstar.backends.base import (
     _split,
     apply_stop,
     checked_prompts,
+    current_affinity_key,
+    header_safe,
     split_by_length,
 )
 from langgraph_rstar.backends.redaction import redact, redact_url, url_secrets
@@ -270,6 +274,12 @@ class OpenAICompatibleLLM:
             openai dialects). The full list is always applied client-side.
         extra_body: Extra JSON fields merged into every request body last.
         name: Display name (default ``"<model>@<base_url>"``).
+        affinity_header: Header that carries the caller's affinity key (set with
+            :func:`~langgraph_rstar.backends.affinity_key`; rStar sets one per question), so
+            that a router in front of replicas keeps a question on one of them: vLLM's
+            production-stack router with ``--routing-logic session --session-key X-Session-ID``,
+            or vllm-project/router's ``consistent_hash`` policy, which reads ``X-Session-ID``.
+            ``None``: never sent. Keys that are not header-safe are sent as a digest.
     """
 
     #: First and longest backoff between retries, in seconds (jitter is added on top).
@@ -294,6 +304,7 @@ class OpenAICompatibleLLM:
         max_stop: int | None = None,
         extra_body: dict[str, Any] | None = None,
         name: str | None = None,
+        affinity_header: str | None = "X-Session-ID",
     ) -> None:
         if api not in _APIS:
             raise ValueError(f"api must be one of {_APIS}, got {api!r}")
@@ -334,6 +345,7 @@ class OpenAICompatibleLLM:
         self.max_stop = max_stop if max_stop is not None else _DEFAULT_MAX_STOP[dialect]
         self.extra_body = dict(extra_body or {})
         self.name = name or f"{model}@{self.display_url}"
+        self.affinity_header = affinity_header or None
         self.usage = Usage()
         # Cap on choices per request learned from short replies (servers that cap/ignore n).
         self._served_n: int | None = None
@@ -447,6 +459,33 @@ class OpenAICompatibleLLM:
                 self.redact(f"cannot reach {self.display_url}: {_describe(exc)}")
             ) from None
         return [model.id for model in page.data]
+
+    async def health(self, timeout: float = 5.0) -> bool:
+        """Whether the server is up and serving.
+
+        Asks ``GET /health`` (vLLM, llama.cpp, TGI): a 2xx is healthy; a 5xx (llama.cpp still
+        loading its model, vLLM's engine dead), a timeout or a refused connection is not. A
+        server without ``/health`` (404) is asked for ``GET /v1/models`` instead, where any reply
+        below 500 counts (a 401 still proves the server is up).
+
+        Example:
+            >>> asyncio.run(OpenAICompatibleLLM("http://127.0.0.1:9/v1", "m").health())
+            False
+        """
+        state = self._state()
+        root = self.base_url.removesuffix("/v1")
+        try:
+            resp = await state.http.get(f"{root}/health", timeout=timeout)
+            if resp.status_code not in (404, 405):
+                return 200 <= resp.status_code < 300
+            resp = await state.http.get(
+                f"{self.base_url}/models",
+                headers={"Authorization": f"Bearer {self.api_key}"},
+                timeout=timeout,
+            )
+            return resp.status_code < 500
+        except Exception:  # any transport error of the (httpx) client: the server is not there
+            return False
 
     async def __aenter__(self) -> OpenAICompatibleLLM:
         return self
@@ -634,6 +673,9 @@ class OpenAICompatibleLLM:
             kwargs["prompt"] = prompts if len(prompts) > 1 else prompts[0]
         if extra:
             kwargs["extra_body"] = extra
+        key = current_affinity_key()
+        if key is not None and self.affinity_header:
+            kwargs["extra_headers"] = {self.affinity_header: header_safe(key)}
         return kwargs
 
     async def _request(self, prompts: list[str], k: int, params: _Params) -> list[list[Completion]]:
@@ -731,13 +773,14 @@ class OpenAICompatibleLLM:
             raise BackendError(self.redact(str(exc))) from None
         except (_DeadlineExceeded, _BrokenReply) as exc:
             raise BackendError(
-                self.redact(f"cannot reach {self._where()} {attempts}: {exc}")
+                self.redact(f"cannot reach {self._where()} {attempts}: {exc}"), transient=True
             ) from None
         except openai.APIStatusError as exc:
             message = self.redact(_error_text(exc))
             if _is_retryable(exc):
                 raise BackendError(
-                    f"cannot reach {self._where()} {attempts}: HTTP {exc.status_code}: {message}"
+                    f"cannot reach {self._where()} {attempts}: HTTP {exc.status_code}: {message}",
+                    transient=True,
                 ) from None
             if exc.status_code in (400, 422) and k > 1 and _N_FIELD_RE.search(message):
                 raise _NLimitError(_parse_n_limit(message), message) from None
@@ -753,7 +796,8 @@ class OpenAICompatibleLLM:
             ) from None
         except openai.APIConnectionError as exc:
             raise BackendError(
-                self.redact(f"cannot reach {self._where()} {attempts}: {_describe(exc)}")
+                self.redact(f"cannot reach {self._where()} {attempts}: {_describe(exc)}"),
+                transient=True,
             ) from exc
         except openai.OpenAIError as exc:
             raise BackendError(

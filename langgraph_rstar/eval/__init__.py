@@ -27,7 +27,8 @@ lost; an rStar question interrupted mid-search restarts from scratch on the next
 Modules: :mod:`~langgraph_rstar.eval.data` (datasets), :mod:`~langgraph_rstar.eval.records`
 (results log, settings, run lock), :mod:`~langgraph_rstar.eval.methods` (cot, sc, rStar),
 :mod:`~langgraph_rstar.eval.runner` (``run_eval``), :mod:`~langgraph_rstar.eval.scoring`
-(accuracy, Wilson intervals), :mod:`~langgraph_rstar.eval.reporting` (``rstar report``),
+(accuracy, Wilson intervals), :mod:`~langgraph_rstar.eval.shards` (``--shard i/N`` and merging
+the shards' runs), :mod:`~langgraph_rstar.eval.reporting` (``rstar report``),
 :mod:`~langgraph_rstar.eval.plots` and :mod:`~langgraph_rstar.eval.cli` (the subcommands). Every
 name is re-exported here. Heavy dependencies (rich, matplotlib, the solver) load lazily.
 """
@@ -50,6 +51,7 @@ from langgraph_rstar.eval.reporting import RunReport, load_run, report
 from langgraph_rstar.eval.reporting import render_table as render_table
 from langgraph_rstar.eval.runner import run_eval
 from langgraph_rstar.eval.scoring import accuracy_by_rollouts, summarize, wilson_interval
+from langgraph_rstar.eval.shards import Shard, merge_shards, shard_of
 
 # The names marked "X as X" above are importable from here too, as before, but not in __all__.
 __all__ = [
@@ -58,14 +60,17 @@ __all__ = [
     "EvalError",
     "Item",
     "RunReport",
+    "Shard",
     "accuracy_by_rollouts",
     "load_dataset",
     "load_records",
     "load_run",
     "load_settings",
+    "merge_shards",
     "register_cli",
     "report",
     "run_eval",
+    "shard_of",
     "summarize",
     "wilson_interval",
     "write_plots",

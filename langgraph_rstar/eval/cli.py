@@ -6,9 +6,11 @@ import argparse
 import asyncio
 
 from langgraph_rstar.eval.data import DATASETS
+from langgraph_rstar.eval.errors import EvalError
 from langgraph_rstar.eval.methods import METHODS
 from langgraph_rstar.eval.reporting import report
 from langgraph_rstar.eval.runner import run_eval
+from langgraph_rstar.eval.shards import Shard
 
 __all__ = ["register_cli"]
 
@@ -24,8 +26,16 @@ def _report_command(args: argparse.Namespace) -> int:
         as_json=args.json,
         rescore=args.rescore,
         html_dir=args.html,
+        allow_partial=args.allow_partial,
     )
     return 0
+
+
+def _shard_arg(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except EvalError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -62,6 +72,13 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
     p.add_argument(
+        "--shard",
+        type=_shard_arg,
+        metavar="I/N",
+        help="only shard I of N (1 <= I <= N; by a hash of the question id, after --limit): "
+        "run I = 1..N on N machines, each into its own RUN_DIR, then `rstar report` them all",
+    )
+    p.add_argument(
         "--concurrency",
         type=int,
         default=4,
@@ -86,7 +103,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     add_endpoint_args(p)
     p.set_defaults(func=_eval_command, task=None)  # task=None: taken from --dataset
 
-    r = subparsers.add_parser("report", help="summarise eval runs: table and plots")
+    r = subparsers.add_parser(
+        "report",
+        help="summarise eval runs: table and plots",
+        description="One row per run; the shards of a sharded run (rstar eval --shard) are "
+        "merged into one row, after checking that they belong together.",
+    )
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories of rstar eval")
     r.add_argument(
         "--plots-dir",
@@ -104,5 +126,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="also write one HTML page per question of rStar runs (the search tree, candidates "
         "and verdicts) and an index.html; several runs go to DIR/<run name>/",
+    )
+    r.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="merge the shards of a run even if some are missing (they are named in the table)",
     )
     r.set_defaults(func=_report_command)

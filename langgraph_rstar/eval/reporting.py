@@ -13,6 +13,7 @@ from langgraph_rstar.eval.errors import EvalError
 from langgraph_rstar.eval.plots import write_plots
 from langgraph_rstar.eval.records import RESULTS_FILE, load_settings, read_records
 from langgraph_rstar.eval.scoring import summarize
+from langgraph_rstar.eval.shards import merge_shards
 from langgraph_rstar.terminal import markup_safe, plain
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -87,6 +88,30 @@ def _label_runs(runs: Sequence[RunReport]) -> None:
     for run in runs:
         if counts[run.label] > 1:
             run.label += f" ({run.path.name})"
+
+
+def _json_row(run: RunReport) -> dict[str, Any]:
+    row = {"run": str(run.path), **run.summary, "problems": run.problems}
+    if run.settings.get("merged_shards"):
+        row["shards"] = run.settings["merged_shards"]
+    return row
+
+
+def _shards_note(run: RunReport) -> str:
+    """For merged shards: which shards, and how many of their questions have records."""
+    info = run.settings.get("merged_shards")
+    if not info:
+        return ""
+    count, present = info["count"], info["present"]
+    shards = (
+        f"all {count} shards"
+        if len(present) == count
+        else (f"shards {', '.join(f'{i}/{count}' for i in present)} only")
+    )
+    return (
+        f"{run.path.name}: {shards} merged; {run.summary['n']} of {info['questions']} selected "
+        "questions have records"
+    )
 
 
 def _pct(x: float | None) -> str:
@@ -182,8 +207,12 @@ def report(
     as_json: bool = False,
     rescore: bool = False,
     html_dir: str | os.PathLike[str] | None = None,
+    allow_partial: bool = False,
 ) -> list[RunReport]:
     """Print the table for some runs and write the plots.
+
+    The shards of a sharded run (``rstar eval --shard i/N``) are merged into one run first
+    (:func:`~langgraph_rstar.eval.shards.merge_shards`).
 
     Args:
         run_dirs: Run directories.
@@ -194,6 +223,7 @@ def report(
         rescore: Also show the accuracy of rStar runs under every selection rule (and
             agreement rule), re-scored from the stored candidates and verdicts.
         html_dir: Also write the HTML search views of the runs there (see :func:`write_html`).
+        allow_partial: Merge the shards of a run even if some are missing.
 
     Returns:
         The loaded runs.
@@ -202,7 +232,7 @@ def report(
 
     if not run_dirs:
         raise EvalError("give at least one run directory")
-    runs = [load_run(d) for d in run_dirs]
+    runs = merge_shards([load_run(d) for d in run_dirs], allow_partial=allow_partial)
     _label_runs(runs)
     out = console or Console()
     if not out.is_terminal:
@@ -210,13 +240,17 @@ def report(
     if as_json:
         summaries = []
         for r in runs:
-            entry: dict[str, Any] = {"run": str(r.path), **r.summary, "problems": r.problems}
+            entry = _json_row(r)
             if rescore:
                 entry["rescore"] = {k: {"correct": c, "n": n} for k, (c, n) in rescored(r).items()}
             summaries.append(entry)
         print(json.dumps(summaries, indent=2))
     else:
         out.print(render_table(runs))
+        for run in runs:
+            note = _shards_note(run)
+            if note:
+                out.print(markup_safe(note))
         if rescore:
             out.print(render_rescore(runs))
     warn = out if not as_json else Console(stderr=True)
@@ -228,11 +262,12 @@ def report(
                 + (" ..." if len(run.problems) > 5 else ""),
                 soft_wrap=True,
             )
-    if plots_dir is None:
+    if plots_dir is None:  # the run directories given, not a merged run's made-up name
+        given = [Path(d) for d in run_dirs]
         plots_dir = (
-            runs[0].path
-            if len(runs) == 1
-            else Path(os.path.commonpath([str(r.path.resolve()) for r in runs]))
+            given[0]
+            if len(given) == 1
+            else Path(os.path.commonpath([str(d.resolve()) for d in given]))
         )
     try:
         paths = write_plots(runs, plots_dir)

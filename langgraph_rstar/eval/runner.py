@@ -29,6 +29,7 @@ from langgraph_rstar.eval.records import (
     record_problem,
 )
 from langgraph_rstar.eval.scoring import summarize
+from langgraph_rstar.eval.shards import Shard
 from langgraph_rstar.terminal import markup_safe, plain  # rich.markup only
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -142,7 +143,7 @@ def _check_same_run(
         previous.setdefault("method", rec.get("method"))
         previous.setdefault("dataset", rec.get("dataset"))
         break
-    for key in ("method", "dataset", "sc_k"):
+    for key in ("method", "dataset", "sc_k", "shard"):
         if key in previous and previous[key] != wanted.get(key):
             _refuse(run_dir, f"{key}={previous[key]!r}, not {wanted.get(key)!r}")
     if "data_sha256" in previous and previous["data_sha256"] != wanted["data_sha256"]:
@@ -205,8 +206,13 @@ def _public_options(args: argparse.Namespace) -> dict[str, Any]:
     hidden = {"func", "api_key", "discriminator_api_key"}
     out = {k: v for k, v in vars(args).items() if k not in hidden}
     for key in ("base_url", "discriminator_base_url"):
-        if out.get(key):
-            out[key] = redact_url(out[key])
+        value = out.get(key)
+        if value:  # one URL, or one per replica
+            out[key] = (
+                redact_url(value) if isinstance(value, str) else [redact_url(u) for u in value]
+            )
+    if isinstance(out.get("shard"), Shard):
+        out["shard"] = str(out["shard"])  # as typed: "2/4"
     return out
 
 
@@ -326,6 +332,15 @@ async def run_eval(
     if args.sc_k < 1:
         raise EvalError("--sc-k must be >= 1")
     items = load_dataset(args.data, args.limit, dataset=args.dataset)
+    shard: Shard | None = getattr(args, "shard", None)
+    if shard is not None:
+        total = len(items)
+        items = shard.select(items)
+        if not items:
+            raise EvalError(
+                f"shard {shard} selects none of the {total} questions of {args.data}; "
+                "use fewer shards"
+            )
     cfg = _eval_config(args)
     sc_k = args.sc_k if args.method == "sc" else None
     run_dir = Path(args.out)
@@ -345,6 +360,7 @@ async def run_eval(
             "dataset": args.dataset,
             "sc_k": sc_k,
             "config": cfg.to_dict(),
+            "shard": shard.to_settings() if shard else None,
             "data": str(data_path),
             "data_sha256": _sha256(data_path),
         }
@@ -374,8 +390,9 @@ async def run_eval(
                 finished = [r for rid, r in done.items() if rid in ids]
                 if not quiet:
                     retry = f", retrying {log.retried_errors} failed" if log.retried_errors else ""
+                    part = f" (shard {shard})" if shard else ""
                     err.print(
-                        f"[dim]{args.method} on {args.dataset}: {len(items)} questions, "
+                        f"[dim]{args.method} on {args.dataset}{part}: {len(items)} questions, "
                         f"{len(finished)} already done{retry}; results in "
                         f"{markup_safe(log.path)}[/dim]"
                     )
@@ -420,6 +437,8 @@ def _write_settings(
         "method": wanted["method"],
         "dataset": wanted["dataset"],
         "sc_k": wanted["sc_k"],
+        "shard": wanted["shard"],
+        "limit": args.limit,
         "data": wanted["data"],
         "data_sha256": wanted["data_sha256"],
         "config": wanted["config"],
