@@ -467,10 +467,15 @@ async def _run_items(
     from langgraph_rstar.endpoints import api_keys
 
     sem = asyncio.Semaphore(args.concurrency)
+    urls = [args.base_url, getattr(args, "discriminator_base_url", None)]
     secrets = [
         *api_keys(args),
-        *url_secrets(args.base_url),
-        *url_secrets(getattr(args, "discriminator_base_url", None)),
+        *(
+            secret
+            for value in urls
+            for url in ([value] if isinstance(value, str) else value or [])
+            for secret in url_secrets(url)
+        ),
     ]
     max_in_a_row = args.max_consecutive_errors
     in_a_row, last_error = 0, ""
