@@ -8,7 +8,8 @@ the selection rules. All requests are real HTTP to a scripted OpenAI-compatible 
 For each p and preset it prints: CoT (one sample), SC with as many samples as rStar has
 candidates, SC with as many generated tokens as rStar spent (it may win in a world without
 content), rStar generator@maj, the full pipeline (the preset's selection rule), and every other
-selection rule re-scored from the same searches; then the rules under each agreement rule.
+selection rule re-scored from the same searches; then the rules under each agreement rule. The
+search runs one rollout at a time (``rollouts_in_flight=1``), so every figure is reproducible.
 
     python benchmarks/statistical_world.py --questions 200 --p 0.3
     python benchmarks/statistical_world.py            # p = 0.2, 0.3, 0.5; all presets
@@ -44,7 +45,9 @@ async def run(args: argparse.Namespace) -> dict:
         world = StatisticalWorld(p=p, seed=args.seed)
         with ScriptedServer(world.respond) as server:
             for preset in args.presets:
-                cfg = RStarConfig.preset(preset)
+                # One rollout in flight: the search is then exactly reproducible (with K > 1 the
+                # tree depends on which action returns first).
+                cfg = RStarConfig.preset(preset, rollouts_in_flight=1)
                 started = time.perf_counter()
                 runs = await run_world(
                     world,
