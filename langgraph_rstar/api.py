@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Overwrite
 
 from langgraph_rstar.backends import LLMBackend
 from langgraph_rstar.config import RStarConfig, resolve_config
+from langgraph_rstar.controller import partial_of
 from langgraph_rstar.events import RStarEvent, is_rstar_event
-from langgraph_rstar.graph import create_rstar_graph
-from langgraph_rstar.search import Candidate, TreeNode
+from langgraph_rstar.graph import add_usage, create_rstar_graph
+from langgraph_rstar.search import Candidate, TreeNode, merge_nodes
 
 EventHandler = Callable[[RStarEvent], Any] | Callable[[RStarEvent], Awaitable[Any]]
 
@@ -107,8 +108,9 @@ async def asolve(
         on_event: called with every progress event (sync or async callable).
         checkpointer / thread_id: persist the run; after a failure, call again with the same
             question, checkpointer and thread_id to resume. Actions that finished are not re-run;
-            only the actions of the interrupted step are sent again. A different question on a
-            thread with an unfinished run raises ``ValueError``.
+            only those that were in flight are sent again. A different question on a thread
+            with an unfinished run raises ``ValueError``. Without a checkpointer nothing is
+            stored (the result is collected from the run's stream).
 
     Raises:
         ValueError: empty question, bad settings, or a thread busy with another question.
@@ -124,34 +126,61 @@ async def asolve(
     if not isinstance(question, str) or not question.strip():
         raise ValueError("rStar needs a non-empty question")
     cfg = _configure(config, overrides)
-    saver = checkpointer or InMemorySaver()
     thread = thread_id or f"rstar-{uuid.uuid4().hex}"
     app = create_rstar_graph(target, discriminator=discriminator, config=cfg).compile(
-        checkpointer=saver
+        checkpointer=checkpointer
     )
     run_config = {"configurable": {"thread_id": thread}}
-    previous = await app.aget_state(run_config)
     graph_input: dict[str, Any] | None = {"question": question}
-    if previous.next:  # an unfinished run on this thread: resume it, but only for its question
-        asked = (previous.values or {}).get("question")
-        if asked is not None and asked.strip() != question.strip():
-            raise ValueError(
-                f"thread {thread!r} holds an unfinished run for a different question "
-                f"({asked[:60]!r}); resume it with that question or use a new thread_id"
-            )
-        graph_input = None
+    if checkpointer is not None:
+        previous = await app.aget_state(run_config)
+        if previous.next:  # an unfinished run on this thread: resume it, for its question only
+            asked = (previous.values or {}).get("question")
+            if asked is not None and asked.strip() != question.strip():
+                raise ValueError(
+                    f"thread {thread!r} holds an unfinished run for a different question "
+                    f"({asked[:60]!r}); resume it with that question or use a new thread_id"
+                )
+            graph_input = None
+    # Without a checkpointer nothing is stored: the state is rebuilt from the nodes' updates.
+    state: dict[str, Any] = {}
+    graph_nodes = set(app.builder.nodes)
     try:
-        async for chunk in app.astream(graph_input, run_config, stream_mode="custom"):
-            if on_event is not None and is_rstar_event(chunk):
+        async for mode, chunk in app.astream(
+            graph_input, run_config, stream_mode=["custom", "updates"]
+        ):
+            if mode == "updates":
+                for name, update in chunk.items():
+                    if name in graph_nodes and isinstance(update, Mapping):
+                        _apply(state, update)
+            elif on_event is not None and is_rstar_event(chunk):
                 outcome = on_event(chunk)
                 if asyncio.iscoroutine(outcome):
                     await outcome
     except Exception as exc:
-        snapshot = await app.aget_state(run_config)
-        partial = RStarResult.from_state(snapshot.values) if snapshot.values else None
+        if checkpointer is not None:
+            state = dict((await app.aget_state(run_config)).values or {})
+        failed = partial_of(exc)
+        if failed is not None:  # what the search had when it failed
+            _apply(state, {"nodes": failed["nodes"], "usage": {"target": failed["usage"]}})
+        partial = RStarResult.from_state(state) if state else None
         raise RStarError(f"rStar run failed: {exc}", partial=partial, thread_id=thread) from exc
-    snapshot = await app.aget_state(run_config)
-    return RStarResult.from_state(snapshot.values)
+    if checkpointer is not None:
+        state = dict((await app.aget_state(run_config)).values or {})
+    return RStarResult.from_state(state)
+
+
+def _apply(state: dict[str, Any], update: Mapping[str, Any]) -> None:
+    """Apply one node's update the way the graph's reducers do (for the keys a result reads)."""
+    for key, value in update.items():
+        if isinstance(value, Overwrite):
+            state[key] = value.value
+        elif key == "nodes":
+            state[key] = merge_nodes(state.get(key), value)
+        elif key == "usage":
+            state[key] = add_usage(state.get(key), value)
+        else:
+            state[key] = value
 
 
 def solve(question: str, **kwargs: Any) -> RStarResult:

@@ -2,16 +2,17 @@
 
 Topology::
 
-    START -> init -> controller -(Send per action)-> a1_one_step | a2_remaining_steps |
-                        ^                              a3_subquestion | a4_reanswer_subquestion |
-                        |                              a5_rephrase_question
-                        +------------------------------------+
-             controller -> discriminate -> finalize -> END
+    START -> init -> search -> discriminate -> finalize -> END
+                       |
+                       +-- a1_one_step | a2_remaining_steps | a3_subquestion |
+                           a4_reanswer_subquestion | a5_rephrase_question   (LangGraph tasks)
 
-``controller`` is the async MCTS controller: it back-propagates finished rollouts, starts new ones
-(up to ``rollouts_in_flight``) and walks each rollout until it needs an expansion; every action
-allowed at every node to expand goes out as one ``Send``, so a wave's model calls run
-concurrently. All state is JSON-native, so any checkpointer can pause and resume a search.
+``search`` runs the MCTS (:mod:`langgraph_rstar.controller`): up to ``rollouts_in_flight``
+rollouts at once, each resuming as soon as the expansion it waits for has returned. Every
+action it takes runs as a LangGraph task named after the action, so the five actions show up
+by name in ``updates``/``tasks`` streams and in traces, and each result is checkpointed when it
+returns: a run resumed after a crash re-sends no finished action. All state is JSON-native,
+so any checkpointer can pause and resume a search.
 """
 
 from __future__ import annotations
@@ -23,26 +24,21 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
-from langgraph.types import Overwrite, RetryPolicy, Send
+from langgraph.types import Overwrite, RetryPolicy
 
 from langgraph_rstar import events
-from langgraph_rstar.actions import ACTION_FUNCTIONS
 from langgraph_rstar.backends import LLMBackend
 from langgraph_rstar.config import RStarConfig, RStarContext, resolve_config
+from langgraph_rstar.controller import ActionRequest, Controller, make_action_tasks
 from langgraph_rstar.discriminator import Verification, select_final, verify_candidates
 from langgraph_rstar.search import (
-    ACTIONS,
     Candidate,
-    Expansion,
     Rollout,
-    SearchSettings,
     TreeNode,
-    advance,
     collect_candidates,
     generator_vote,
     make_root,
     merge_nodes,
-    path_context,
 )
 
 
@@ -87,15 +83,6 @@ class RStarState(RStarInput, RStarOutput, total=False):
     config: dict[str, Any]
     nodes: Annotated[dict[str, TreeNode], merge_nodes]
     rollouts: dict[str, Rollout]
-    expansions: list[Expansion]
-
-
-class ActionRequest(TypedDict):
-    """A ``Send`` payload: one action for one node, with just the path text it needs."""
-
-    action: str
-    context: dict[str, Any]
-    config: dict[str, Any]
 
 
 def _question_from(state: Mapping[str, Any]) -> str:
@@ -153,52 +140,21 @@ def create_rstar_graph(
             "config": cfg.to_dict(),
             "nodes": Overwrite({"0": make_root(question)}),
             "rollouts": {},
-            "expansions": [],
             "usage": Overwrite({}),
         }
 
-    async def controller(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
-        step = advance(
-            state["nodes"], state.get("rollouts") or {}, SearchSettings.from_config(state["config"])
+    action_tasks = make_action_tasks(target, retry_policy)
+
+    async def search(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
+        controller = Controller(
+            state["nodes"],
+            state.get("rollouts") or {},
+            state["config"],
+            action_tasks,
+            runtime.stream_writer,
         )
-        write = runtime.stream_writer
-        # announce starts first: a rollout may start and finish within this one step
-        for rid in step.started:
-            write(events.rollout_started(rid, state["config"]["num_rollouts"]))
-        for run in step.finished:
-            end = merge_nodes(state["nodes"], step.nodes)[run["path"][-1]]
-            write(events.rollout_finished(run, end))
-        return {"nodes": step.nodes, "rollouts": step.rollouts, "expansions": step.expansions}
-
-    def dispatch(state: RStarState) -> list[Send] | str:
-        expansions = state.get("expansions") or []
-        if not expansions:
-            return "discriminate"
-        return [
-            Send(
-                action,
-                ActionRequest(
-                    action=action,
-                    context=dict(path_context(state["nodes"], exp["node_id"], exp["rollout"])),
-                    config=state["config"],
-                ),
-            )
-            for exp in expansions
-            for action in exp["actions"]
-        ]
-
-    def make_action_node(action: str):
-        fn = ACTION_FUNCTIONS[action]
-
-        async def run_action(request: ActionRequest, runtime: Runtime[RStarContext]):
-            cfg = RStarConfig.from_dict(request["config"])
-            result = await fn(request["context"], target, cfg.prompt_pack(), cfg)  # type: ignore[arg-type]
-            parent = request["context"]["node_id"]
-            runtime.stream_writer(events.node_expanded(action, parent, result["nodes"]))
-            return {"nodes": result["nodes"], "usage": {"target": result["usage"]}}
-
-        run_action.__name__ = action
-        return run_action
+        out = await controller.run()
+        return {**out, "nodes": Overwrite(out["nodes"])}
 
     async def discriminate(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
         cfg = RStarConfig.from_dict(state["config"])
@@ -239,17 +195,12 @@ def create_rstar_graph(
         RStarState, context_schema=RStarContext, input_schema=RStarInput, output_schema=RStarOutput
     )
     builder.add_node("init", init)
-    builder.add_node("controller", controller)
-    for action in ACTIONS:
-        builder.add_node(
-            action, make_action_node(action), input_schema=ActionRequest, retry_policy=retry_policy
-        )
-        builder.add_edge(action, "controller")
+    builder.add_node("search", search)
     builder.add_node("discriminate", discriminate, retry_policy=retry_policy)
     builder.add_node("finalize", finalize)
     builder.add_edge(START, "init")
-    builder.add_edge("init", "controller")
-    builder.add_conditional_edges("controller", dispatch, [*ACTIONS, "discriminate"])
+    builder.add_edge("init", "search")
+    builder.add_edge("search", "discriminate")
     builder.add_edge("discriminate", "finalize")
     builder.add_edge("finalize", END)
     return builder

@@ -261,6 +261,11 @@ def simulate_child(nodes: Mapping[str, TreeNode], node_id: str, seed: int, rollo
 # --------------------------------------------------------------------------- the controller
 
 
+def free_frontier(nodes: Mapping[str, TreeNode]) -> int:
+    """Nodes below the root that no rollout has visited or claimed yet."""
+    return sum(1 for k, n in nodes.items() if k != "0" and not n.get("N") and not n.get("VL"))
+
+
 @dataclass
 class SearchSettings:
     num_rollouts: int
@@ -270,6 +275,7 @@ class SearchSettings:
     seed: int = 42
     enable_a1: bool = True
     enable_a5: bool = True
+    frontier_margin: int = 0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SearchSettings:
@@ -344,7 +350,9 @@ def advance(
                 finish(run)
                 return
             if not is_expanded(node):
-                if node_id not in pending:  # else another rollout asked for it this call: wait
+                # A node another rollout is expanding (asked for in this call or an earlier
+                # one whose actions have not all returned): wait for it.
+                if node_id not in pending and not node.get("expanding"):
                     actions = allowed_actions(
                         node, enable_a1=settings.enable_a1, enable_a5=settings.enable_a5
                     )
@@ -377,6 +385,8 @@ def advance(
         in_flight = sum(1 for r in runs.values() if not r["done"])
         if in_flight >= settings.rollouts_in_flight or started_count >= settings.num_rollouts:
             break
+        if in_flight and free_frontier(tree) < in_flight + settings.frontier_margin:
+            break  # no unexplored node of its own for another rollout: keep the slot for later
         # Start a rollout only after back-propagating finished ones, as the sequential loop does.
         rid = started_count
         started_count += 1
