@@ -218,7 +218,7 @@ async def one_question(
 async def single_questions(args: argparse.Namespace, server: Server) -> list[dict[str, Any]]:
     rows = []
     for k in args.ks:
-        cfg = RStarConfig.preset("paper", rollouts_in_flight=k)
+        cfg = RStarConfig.preset(args.preset, rollouts_in_flight=k)
         gate = asyncio.Semaphore(args.parallel)
 
         async def run(
@@ -239,7 +239,7 @@ async def single_questions(args: argparse.Namespace, server: Server) -> list[dic
 def print_single(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     base = rows[0]
     print(
-        f"\n## One question, paper preset, discriminator on: mean over {args.questions} "
+        f"\n## One question, {args.preset} preset, discriminator on: mean over {args.questions} "
         f"questions (statistical world p={args.p}), each on its own simulated GPU\n"
     )
     print(
@@ -273,7 +273,7 @@ def rss_mb() -> float:
 
 
 async def batch(args: argparse.Namespace, server: Server) -> dict[str, Any]:
-    cfg = RStarConfig.preset("paper")
+    cfg = RStarConfig.preset(args.preset)
     llm = OpenAICompatibleLLM(server.url, "batch", max_retries=2, max_in_flight=4096, timeout=3600)
     lags: list[float] = []
     stop = asyncio.Event()
@@ -322,7 +322,7 @@ def server_model() -> dict[str, Any]:
 
 
 def print_batch(b: dict[str, Any], n: int) -> None:
-    print(f"\n## {n} questions at once on one simulated GPU, paper preset (K = {b['k']})\n")
+    print(f"\n## {n} questions at once on one simulated GPU, default K = {b['k']}\n")
     print(
         "| wall s | limit s (decode-only) | wall / limit | GPU busy | mean active seqs | "
         "client CPU / wall | RSS MB per question | loop lag p99 ms | loop lag max ms |"
@@ -357,7 +357,7 @@ def saver_bytes(saver: Any) -> int:
 async def checkpoint_size(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     from langgraph.checkpoint.memory import InMemorySaver
 
-    cfg = RStarConfig.preset("paper")
+    cfg = RStarConfig.preset(args.preset)
     llm = OpenAICompatibleLLM(server.url, "ckpt", max_retries=2, max_in_flight=512)
     saver = InMemorySaver()
     result = await asolve(world_question(7), target=llm, config=cfg, checkpointer=saver)
@@ -368,7 +368,7 @@ async def checkpoint_size(args: argparse.Namespace, server: Server) -> dict[str,
 
 
 def print_checkpoint(c: dict[str, Any]) -> None:
-    print(f"\n## Checkpoint of one paper search (InMemorySaver, K = {c['k']})\n")
+    print(f"\n## Checkpoint of one search (InMemorySaver, K = {c['k']})\n")
     print("| stored bytes | final tree JSON bytes | stored / tree |")
     print("|---|---|---|")
     print(f"| {c['stored']:,} | {c['tree']:,} | {c['stored'] / c['tree']:.2f}x |")
@@ -382,6 +382,7 @@ async def main() -> None:
     ap.add_argument("--batch", type=int, default=50, help="questions of the batch (0: skip)")
     ap.add_argument("--p", type=float, default=0.3, help="P(a sample is right)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--preset", default="paper", help="fast | paper | reference_code")
     args = ap.parse_args()
     server = Server(args)
     try:
@@ -394,7 +395,7 @@ async def main() -> None:
         server.stop()
     print(
         "# bench_sim: simulated vLLM (12 ms + 0.04 ms x active per step, <= 256 active, "
-        "0.02 ms per prompt token, prefix cache), paper preset, discriminator on"
+        "0.02 ms per prompt token, prefix cache), {args.preset} preset, discriminator on"
     )
     if rows:
         print_single(rows, args)

@@ -53,6 +53,7 @@ from langgraph_rstar.search import (
     merge_nodes,
     path_context,
 )
+from langgraph_rstar.worker import HomeLoopBackend, run_on_worker
 
 Key = tuple[str, str]  # (node id, action)
 
@@ -93,8 +94,9 @@ def make_action_tasks(target: LLMBackend, retry_policy: RetryPolicy | None = Non
         fn = ACTION_FUNCTIONS[action]
 
         async def run(request: ActionRequest, fn=fn, action=action) -> ActionOutput:
-            cfg = RStarConfig.from_dict(request["config"])
-            result = await fn(request["context"], target, cfg.prompt_pack(), cfg)  # type: ignore[arg-type]
+            # The action's answer reading and voting run on the worker loop, its model calls
+            # on this one (see worker.py): a slow comparison stalls no other search.
+            result = await run_on_worker(_run_action, fn, request, HomeLoopBackend(target))
             return ActionOutput(
                 node_id=request["context"]["node_id"],
                 action=action,
@@ -105,6 +107,11 @@ def make_action_tasks(target: LLMBackend, retry_policy: RetryPolicy | None = Non
         run.__name__ = action
         tasks[action] = task(name=action, retry_policy=retry_policy)(run)
     return tasks
+
+
+async def _run_action(fn: Any, request: ActionRequest, llm: LLMBackend) -> Any:
+    cfg = RStarConfig.from_dict(request["config"])
+    return await fn(request["context"], llm, cfg.prompt_pack(), cfg)
 
 
 @task(name="controller")

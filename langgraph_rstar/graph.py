@@ -17,6 +17,7 @@ so any checkpointer can pause and resume a search.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Annotated, Any, TypedDict
 
@@ -40,6 +41,7 @@ from langgraph_rstar.search import (
     make_root,
     merge_nodes,
 )
+from langgraph_rstar.worker import HomeLoopBackend, run_on_worker
 
 
 def add_usage(
@@ -100,6 +102,25 @@ def _question_from(state: Mapping[str, Any]) -> str:
     return question
 
 
+async def _discriminate(
+    question: str, nodes: Mapping[str, TreeNode], config: dict[str, Any], llm: LLMBackend
+) -> dict[str, Any]:
+    """The mutual-consistency check of the final tree's candidates (runs on the worker loop)."""
+    cfg = RStarConfig.from_dict(config)
+    candidates = collect_candidates(nodes)
+    vote = generator_vote(candidates, cfg.task)
+    verification = await verify_candidates(
+        question, candidates, llm=llm, pack=cfg.prompt_pack(), config=cfg
+    )
+    return {
+        "candidates": candidates,
+        "generator_answer": vote.answer,
+        "generator_confidence": vote.confidence,
+        "verification": verification,
+        "usage": {"discriminator": verification["usage"]},
+    }
+
+
 def create_rstar_graph(
     target: LLMBackend,
     *,
@@ -157,28 +178,19 @@ def create_rstar_graph(
         return {**out, "nodes": Overwrite(out["nodes"])}
 
     async def discriminate(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
-        cfg = RStarConfig.from_dict(state["config"])
-        candidates = collect_candidates(state["nodes"])
-        vote = generator_vote(candidates, cfg.task)
-        verification = await verify_candidates(
-            state["question"],
-            candidates,
-            llm=disc,
-            pack=cfg.prompt_pack(),
-            config=cfg,
-            on_check=lambda check: runtime.stream_writer(events.candidate_verified(check)),
+        # Answer comparisons run on the worker loop, model calls on this one (worker.py).
+        out = await run_on_worker(
+            _discriminate, state["question"], state["nodes"], state["config"], HomeLoopBackend(disc)
         )
-        return {
-            "candidates": candidates,
-            "generator_answer": vote.answer,
-            "generator_confidence": vote.confidence,
-            "verification": verification,
-            "usage": {"discriminator": verification["usage"]},
-        }
+        for check in out["verification"]["checks"]:
+            runtime.stream_writer(events.candidate_verified(check))
+        return out
 
     async def finalize(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
         cfg = RStarConfig.from_dict(state["config"])
-        final = select_final(state.get("candidates") or [], state["verification"], cfg)
+        final = await asyncio.to_thread(
+            select_final, state.get("candidates") or [], state["verification"], cfg
+        )
         runtime.stream_writer(events.final_answer(final))
         steps = final["trajectory"]
         body = cfg.prompt_pack().render_steps(steps)

@@ -15,13 +15,14 @@ rollouts smoothed over:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import random
 import re
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -138,6 +139,8 @@ class _LoopState:
     http: Any  # the httpx AsyncClient under ``client`` (httpx or httpx2, depending on openai)
     client: openai.AsyncOpenAI
     semaphore: asyncio.Semaphore
+    # same_prompt: prompt -> the request with that prompt in flight (see ``one_prompt_at_once``)
+    same_prompt: dict[Any, asyncio.Event] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,6 +193,13 @@ class OpenAICompatibleLLM:
         max_stop: Most stop strings sent to the server (``None``: all, but 4 for the tgi and
             openai dialects). The full list is always applied client-side.
         extra_body: Extra JSON fields merged into every request body last.
+        one_prompt_at_once: Send a request only when no other request with the same prompt(s)
+            is in flight (``None``: on for llama.cpp). llama.cpp puts each request on an idle
+            slot, so two requests with one prompt sent together (rStar's A1 and A2 ask for the
+            same prompt at the same moment; ``n`` above the slot count splits into several)
+            each compute the whole prompt; sent one after the other, the second lands on the
+            slot that holds the prompt (llama.cpp picks the idle slot with the longest common
+            prefix) and reuses its cache. Sampling is unchanged: only the send time moves.
         name: Display name (default ``"<model>@<base_url>"``).
     """
 
@@ -213,6 +223,7 @@ class OpenAICompatibleLLM:
         max_stop: int | None = None,
         extra_body: dict[str, Any] | None = None,
         name: str | None = None,
+        one_prompt_at_once: bool | None = None,
     ) -> None:
         if api not in _APIS:
             raise ValueError(f"api must be one of {_APIS}, got {api!r}")
@@ -239,6 +250,9 @@ class OpenAICompatibleLLM:
         self.max_stop = max_stop if max_stop is not None else _DEFAULT_MAX_STOP[dialect]
         self.extra_body = dict(extra_body or {})
         self.name = name or f"{model}@{self.base_url}"
+        self.one_prompt_at_once = (
+            dialect == "llamacpp" if one_prompt_at_once is None else one_prompt_at_once
+        )
         self.usage = Usage()
         # Cap on choices per request learned from short replies (servers that cap/ignore n).
         self._served_n: int | None = None
@@ -505,7 +519,7 @@ class OpenAICompatibleLLM:
             create = state.client.completions.with_raw_response.create
 
         async def attempt() -> Any:
-            async with state.semaphore:
+            async with self._prompt_turn(state, prompts), state.semaphore:
                 try:
                     raw = await create(**kwargs)
                 except openai.APIStatusError:
@@ -553,6 +567,22 @@ class OpenAICompatibleLLM:
         if self.dialect == "llamacpp" and kwargs.get("stop"):
             stop_tokens = await self._stop_tokens(state, kwargs["stop"])
         return self._parse(raw, prompts, k, params, stop_tokens)
+
+    @contextlib.asynccontextmanager
+    async def _prompt_turn(self, state: _LoopState, prompts: list[str]) -> AsyncIterator[None]:
+        """Wait while a request with the same prompts is in flight (``one_prompt_at_once``)."""
+        if not self.one_prompt_at_once:
+            yield
+            return
+        key = tuple(prompts)
+        while (busy := state.same_prompt.get(key)) is not None:
+            await busy.wait()
+        done = state.same_prompt[key] = asyncio.Event()
+        try:
+            yield
+        finally:
+            del state.same_prompt[key]
+            done.set()
 
     async def _stop_tokens(self, state: _LoopState, stops: list[str]) -> int:
         """llamacpp: fewest tokens of any sent stop string, via llama.cpp's ``/tokenize``.
