@@ -22,8 +22,8 @@ world (samples right with probability p: a branching tree, not one path):
    at the preset's default K: wall against the server's limit (every generated token decoded
    in full 256-sequence batches, plus the prompt tokens it had to compute), client CPU share
    of the wall, RSS growth per question, event-loop lag p99 (a 10 ms ticker).
-3. **Checkpoint bytes** of one question under ``InMemorySaver`` (every checkpoint, blob and
-   pending write of the thread) against the final tree's JSON.
+3. **Checkpoint bytes** of a question under ``InMemorySaver`` (every checkpoint, blob and
+   pending write of the thread) against the final tree's JSON, over ``--ckpt-questions``.
 
 To measure another checkout's code (e.g. main, for "before" figures) put it first on
 PYTHONPATH; this script and the server come from this directory.
@@ -54,6 +54,13 @@ import langgraph_rstar  # noqa: E402
 from langgraph_rstar import OpenAICompatibleLLM, RStarConfig, asolve, create_rstar_graph  # noqa: E402
 from langgraph_rstar.search import ACTIONS, merge_nodes  # noqa: E402
 from tests.statistical_world import world_question  # noqa: E402
+
+try:  # the tree's records travel compact in this checkout's updates
+    from langgraph_rstar.controller import expand_nodes  # noqa: E402
+except ImportError:  # main before the barrier-free controller
+
+    def expand_nodes(nodes):  # type: ignore[no-redef]
+        return nodes
 
 # ------------------------------------------------------------------------------ the server
 
@@ -195,9 +202,12 @@ async def one_question(
             elif chunk.get("type") == "rstar.rollout_finished":
                 finished.append((int(chunk["rollout"]), str(chunk["node_id"])))
         elif mode == "updates" and isinstance(chunk, Mapping):
-            for update in chunk.values():
-                if isinstance(update, Mapping) and isinstance(update.get("nodes"), Mapping):
-                    tree = merge_nodes(tree, update["nodes"])
+            for name, update in chunk.items():
+                if name in ACTIONS or not isinstance(update, Mapping):
+                    continue  # graph nodes' updates only (their last one holds every node)
+                nodes = getattr(update.get("nodes"), "value", update.get("nodes"))  # Overwrite
+                if isinstance(nodes, Mapping):
+                    tree = merge_nodes(tree, expand_nodes(nodes))
     wall = time.perf_counter() - t0
     await llm.aclose()
     chain, tree_chain = chain_bounds(
@@ -355,23 +365,38 @@ def saver_bytes(saver: Any) -> int:
 
 
 async def checkpoint_size(args: argparse.Namespace, server: Server) -> dict[str, Any]:
+    """Stored bytes / tree bytes for ``--ckpt-questions`` questions (each on its own lane)."""
     from langgraph.checkpoint.memory import InMemorySaver
 
     cfg = RStarConfig.preset(args.preset)
-    llm = OpenAICompatibleLLM(server.url, "ckpt", max_retries=2, max_in_flight=512)
-    saver = InMemorySaver()
-    result = await asolve(world_question(7), target=llm, config=cfg, checkpointer=saver)
-    await llm.aclose()
-    tree = len(json.dumps(result.tree))
-    stored = saver_bytes(saver)
-    return {"k": cfg.rollouts_in_flight, "stored": stored, "tree": tree}
+
+    async def one(i: int) -> tuple[int, int]:
+        llm = OpenAICompatibleLLM(server.url, f"ckpt-{i}", max_retries=2, max_in_flight=512)
+        saver = InMemorySaver()
+        result = await asolve(world_question(500 + i), target=llm, config=cfg, checkpointer=saver)
+        await llm.aclose()
+        return saver_bytes(saver), len(json.dumps(result.tree))
+
+    sizes = await asyncio.gather(*(one(i) for i in range(args.ckpt_questions)))
+    ratios = [stored / tree for stored, tree in sizes]
+    return {
+        "k": cfg.rollouts_in_flight,
+        "n": len(sizes),
+        "stored": statistics.fmean(s for s, _ in sizes),
+        "tree": statistics.fmean(t for _, t in sizes),
+        "mean_ratio": statistics.fmean(ratios),
+        "max_ratio": max(ratios),
+    }
 
 
 def print_checkpoint(c: dict[str, Any]) -> None:
-    print(f"\n## Checkpoint of one search (InMemorySaver, K = {c['k']})\n")
-    print("| stored bytes | final tree JSON bytes | stored / tree |")
-    print("|---|---|---|")
-    print(f"| {c['stored']:,} | {c['tree']:,} | {c['stored'] / c['tree']:.2f}x |")
+    print(f"\n## Checkpoints of a search (InMemorySaver, K = {c['k']}, {c['n']} questions)\n")
+    print("| stored bytes (mean) | final tree JSON bytes (mean) | stored / tree: mean | max |")
+    print("|---|---|---|---|")
+    print(
+        f"| {c['stored']:,.0f} | {c['tree']:,.0f} | {c['mean_ratio']:.2f}x | "
+        f"{c['max_ratio']:.2f}x |"
+    )
 
 
 async def main() -> None:
@@ -383,6 +408,8 @@ async def main() -> None:
     ap.add_argument("--p", type=float, default=0.3, help="P(a sample is right)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--preset", default="paper", help="fast | paper | reference_code")
+    ap.add_argument("--ckpt-questions", type=int, default=5)
+    ap.add_argument("--json", default="/tmp/bench_sim.json", help="raw results go here too")
     args = ap.parse_args()
     server = Server(args)
     try:
@@ -393,9 +420,11 @@ async def main() -> None:
         b = await batch(args, server) if args.batch else None
     finally:
         server.stop()
+    raw = {"args": vars(args), "single": rows, "batch": b, "checkpoint": ckpt}
+    Path(args.json).write_text(json.dumps(raw, indent=1, default=str))
     print(
         "# bench_sim: simulated vLLM (12 ms + 0.04 ms x active per step, <= 256 active, "
-        "0.02 ms per prompt token, prefix cache), {args.preset} preset, discriminator on"
+        f"0.02 ms per prompt token, prefix cache), {args.preset} preset, discriminator on"
     )
     if rows:
         print_single(rows, args)

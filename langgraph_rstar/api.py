@@ -17,8 +17,8 @@ from langgraph_rstar.backends import LLMBackend
 from langgraph_rstar.config import RStarConfig, resolve_config
 from langgraph_rstar.controller import partial_of
 from langgraph_rstar.events import RStarEvent, is_rstar_event
-from langgraph_rstar.graph import add_usage, create_rstar_graph
-from langgraph_rstar.search import Candidate, TreeNode, merge_nodes
+from langgraph_rstar.graph import add_usage, create_rstar_graph, merge_tree
+from langgraph_rstar.search import Candidate, TreeNode
 
 EventHandler = Callable[[RStarEvent], Any] | Callable[[RStarEvent], Awaitable[Any]]
 
@@ -176,7 +176,7 @@ def _apply(state: dict[str, Any], update: Mapping[str, Any]) -> None:
         if isinstance(value, Overwrite):
             state[key] = value.value
         elif key == "nodes":
-            state[key] = merge_nodes(state.get(key), value)
+            state[key] = merge_tree(state.get(key), value)
         elif key == "usage":
             state[key] = add_usage(state.get(key), value)
         else:

@@ -44,6 +44,7 @@ from langgraph_rstar.actions import ACTION_FUNCTIONS
 from langgraph_rstar.backends import LLMBackend
 from langgraph_rstar.config import RStarConfig
 from langgraph_rstar.search import (
+    ACTION_CODES,
     ACTIONS,
     Rollout,
     SearchSettings,
@@ -51,11 +52,13 @@ from langgraph_rstar.search import (
     TreeNode,
     advance,
     merge_nodes,
+    new_node,
     path_context,
 )
 from langgraph_rstar.worker import HomeLoopBackend, run_on_worker
 
 Key = tuple[str, str]  # (node id, action)
+_USAGE_KEYS = ("requests", "prompt_tokens", "completion_tokens")
 
 
 class ActionRequest(TypedDict):
@@ -67,10 +70,12 @@ class ActionRequest(TypedDict):
 
 
 class ActionOutput(TypedDict):
+    """An action task's result (what its ``updates`` stream entry and checkpoint hold)."""
+
     node_id: str
     action: str
-    nodes: dict[str, TreeNode]
-    usage: dict[str, int]
+    nodes: dict[str, dict[str, Any]]  # the new children, compact (see `compact_nodes`)
+    usage: list[int]  # [requests, prompt_tokens, completion_tokens]
 
 
 PARTIAL_ATTR = "rstar_partial"  # set on an exception that ended a search: what it had
@@ -100,13 +105,106 @@ def make_action_tasks(target: LLMBackend, retry_policy: RetryPolicy | None = Non
             return ActionOutput(
                 node_id=request["context"]["node_id"],
                 action=action,
-                nodes=result["nodes"],
-                usage=result["usage"],
+                nodes=compact_nodes(result["nodes"]),
+                usage=[result["usage"].get(k, 0) for k in _USAGE_KEYS],
             )
 
         run.__name__ = action
         tasks[action] = task(name=action, retry_policy=retry_policy)(run)
     return tasks
+
+
+# ------------------------------------------------------------------ compact task results
+# An action's result is checkpointed as it returns, and the final tree is written once more at
+# the end of the search: stored in full, a search would keep two copies of every node. Task
+# results therefore leave out what `new_node` fills in anyway and the text they repeat.
+
+_DERIVED = "~"  # which field a compact record left out because it repeats another
+
+
+def compact_nodes(nodes: Mapping[str, TreeNode]) -> dict[str, dict[str, Any]]:
+    """Drop default fields of new child records, and `steps`/`text` when one repeats the other.
+
+    Example:
+        >>> from langgraph_rstar.search import new_node
+        >>> rec = new_node("0.s0", "0", 1, "one_step", "a1_one_step", text="x", steps=["x"])
+        >>> small = compact_nodes({"0.s0": rec})["0.s0"]
+        >>> small
+        {'id': '0.s0', 'text': 'x', '~': 'steps'}
+        >>> expand_nodes(compact_nodes({"0.s0": rec}))["0.s0"] == rec
+        True
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for key, rec in nodes.items():
+        if "id" not in rec:  # a partial update (the parent's children entry)
+            out[key] = dict(rec)
+            continue
+        default = new_node(rec["id"], rec["parent"], rec["depth"], rec["kind"], rec["action"])
+        implied = _implied_by_id(rec["id"])  # the id says where the node is and what made it
+        small = {k: rec[k] for k in _BASE if k == "id" or implied.get(k, _MISSING) != rec[k]}
+        small.update(
+            {
+                k: v
+                for k, v in rec.items()
+                if k not in _BASE and (k not in default or default[k] != v)
+            }
+        )
+        steps, text = rec.get("steps"), rec.get("text")
+        if steps and steps == [text]:
+            del small["steps"]
+            small[_DERIVED] = "steps"
+        elif steps and text == " ".join(steps):
+            del small["text"]
+            small[_DERIVED] = "text"
+        out[key] = small
+    return out
+
+
+def expand_nodes(nodes: Mapping[str, Mapping[str, Any]]) -> dict[str, TreeNode]:
+    """The records :func:`compact_nodes` was given."""
+    out: dict[str, TreeNode] = {}
+    for key, small in nodes.items():
+        if "id" not in small:
+            out[key] = dict(small)  # type: ignore[assignment]
+            continue
+        base = {**_implied_by_id(small["id"]), **{k: small[k] for k in _BASE if k in small}}
+        fields = {k: v for k, v in small.items() if k not in _BASE and k != _DERIVED}
+        derived = small.get(_DERIVED)
+        if derived == "steps":
+            fields["steps"] = [small["text"]]
+        elif derived == "text":
+            fields["text"] = " ".join(small["steps"])
+        out[key] = new_node(
+            base["id"], base["parent"], base["depth"], base["kind"], base["action"], **fields
+        )
+    return out
+
+
+_BASE = ("id", "parent", "depth", "kind", "action")
+_MISSING = object()
+_ACTION_OF_CODE = {code: action for action, code in ACTION_CODES.items()}
+_KIND_OF_ACTION = {
+    "a1_one_step": "one_step",
+    "a2_remaining_steps": "direct_answer",
+    "a3_subquestion": "subquestion",
+    "a4_reanswer_subquestion": "re_subanswer",
+    "a5_rephrase_question": "rephrased",
+}
+
+
+def _implied_by_id(node_id: str) -> dict[str, Any]:
+    """What a child id such as ``0.s1.q0`` implies: parent, depth, action and its node kind."""
+    parent, dot, last = node_id.rpartition(".")
+    action = _ACTION_OF_CODE.get(last[:1])
+    if not dot or action is None:
+        return {"id": node_id}
+    return {
+        "id": node_id,
+        "parent": parent,
+        "depth": node_id.count("."),
+        "action": action,
+        "kind": _KIND_OF_ACTION[action],
+    }
 
 
 async def _run_action(fn: Any, request: ActionRequest, llm: LLMBackend) -> Any:
@@ -173,9 +271,10 @@ class Controller:
                 self.in_flight[(exp["node_id"], action)] = asyncio.ensure_future(call)
 
     def _merge(self, out: ActionOutput) -> None:
-        self.nodes = merge_nodes(self.nodes, out["nodes"])
-        _add_usage(self.usage, out["usage"])
-        self.write(events.node_expanded(out["action"], out["node_id"], out["nodes"]))
+        nodes = expand_nodes(out["nodes"])
+        self.nodes = merge_nodes(self.nodes, nodes)
+        _add_usage(self.usage, dict(zip(_USAGE_KEYS, out["usage"], strict=True)))
+        self.write(events.node_expanded(out["action"], out["node_id"], nodes))
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -204,13 +303,16 @@ class Controller:
             with contextlib.suppress(AttributeError, TypeError):
                 setattr(exc, PARTIAL_ATTR, {"nodes": self.nodes, "usage": self.usage})
             raise
-        return {"nodes": self.nodes, "rollouts": self.rollouts, "usage": {"target": self.usage}}
+        # (the rollouts' paths are not written: nothing after the search reads them, and a
+        # resumed search replays them)
+        return {"nodes": self.nodes, "usage": {"target": self.usage}}
 
     async def _cancel(self) -> None:
-        pending = [f for f in self.in_flight.values() if not f.done()]
-        for f in pending:
+        futures = list(self.in_flight.values())
+        for f in futures:
             f.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        # (also collects the errors of actions that failed at the same time: not unhandled)
+        await asyncio.gather(*futures, return_exceptions=True)
         self.in_flight.clear()
 
 

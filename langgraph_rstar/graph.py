@@ -30,7 +30,13 @@ from langgraph.types import Overwrite, RetryPolicy
 from langgraph_rstar import events
 from langgraph_rstar.backends import LLMBackend
 from langgraph_rstar.config import RStarConfig, RStarContext, resolve_config
-from langgraph_rstar.controller import ActionRequest, Controller, make_action_tasks
+from langgraph_rstar.controller import (
+    ActionRequest,
+    Controller,
+    compact_nodes,
+    expand_nodes,
+    make_action_tasks,
+)
 from langgraph_rstar.discriminator import Verification, select_final, verify_candidates
 from langgraph_rstar.search import (
     Candidate,
@@ -56,6 +62,38 @@ def add_usage(
     return out
 
 
+def merge_tree(
+    left: Mapping[str, TreeNode] | None, right: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, TreeNode]:
+    """The tree's reducer: :func:`merge_nodes` of records written compact or in full."""
+    return merge_nodes(left, expand_nodes(right or {}))
+
+
+try:  # langgraph >= 1.2: channels whose checkpoints keep writes only, not a copy per step
+    from langgraph.channels.delta import DeltaChannel
+except ImportError:  # pragma: no cover - older langgraph: plain reducers, larger checkpoints
+    DeltaChannel = None  # type: ignore[assignment,misc]
+
+
+def _written_once(reducer: Any = None) -> Any:
+    """A channel stored in checkpoints as the writes made to it, not also as a value blob.
+
+    The tree, the candidates and the verification are written once or twice per run but are
+    large; stored as blobs too, every checkpoint after the write would hold a second copy.
+    """
+    if DeltaChannel is None:
+        return reducer if reducer is not None else (lambda left, right: right)
+    if reducer is None:
+        return DeltaChannel(lambda state, writes: writes[-1] if writes else state)
+
+    def fold(state: Any, writes: Any) -> Any:
+        for write in writes:
+            state = reducer(state, write)
+        return state
+
+    return DeltaChannel(fold)
+
+
 class RStarInput(TypedDict, total=False):
     """Input: a ``question``, or ``messages`` whose last human message is the question."""
 
@@ -74,8 +112,8 @@ class RStarOutput(TypedDict, total=False):
     selection: str  # how the answer was chosen
     generator_answer: str | None
     generator_confidence: float
-    candidates: list[Candidate]
-    verification: Verification
+    candidates: Annotated[list[Candidate], _written_once()]
+    verification: Annotated[Verification, _written_once()]
     usage: Annotated[dict[str, dict[str, int]], add_usage]
 
 
@@ -83,8 +121,8 @@ class RStarState(RStarInput, RStarOutput, total=False):
     """The whole run state: the tree is a flat map keyed by node id."""
 
     config: dict[str, Any]
-    nodes: Annotated[dict[str, TreeNode], merge_nodes]
-    rollouts: dict[str, Rollout]
+    nodes: Annotated[dict[str, TreeNode], _written_once(merge_tree)]
+    rollouts: Annotated[dict[str, Rollout], _written_once()]
 
 
 def _question_from(state: Mapping[str, Any]) -> str:
@@ -175,7 +213,9 @@ def create_rstar_graph(
             runtime.stream_writer,
         )
         out = await controller.run()
-        return {**out, "nodes": Overwrite(out["nodes"])}
+        # The whole tree in one compact write (`merge_tree` restores the full records; no
+        # Overwrite, which would also store a snapshot of the channel).
+        return {**out, "nodes": compact_nodes(out["nodes"])}
 
     async def discriminate(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
         # Answer comparisons run on the worker loop, model calls on this one (worker.py).

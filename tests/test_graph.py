@@ -127,7 +127,7 @@ async def test_rollouts_in_flight_overlap_in_time(slow_scripted):
 async def test_a_crashed_checkpointed_run_resumes_without_resending_finished_actions(tmp_path):
     """The process dies mid-search (the run is cancelled, in-flight actions included); a new
     process resumes from the sqlite file and re-sends only what had not returned."""
-    cfg = RStarConfig.preset("fast", num_rollouts=4, max_depth=3)
+    cfg = RStarConfig.preset("fast", num_rollouts=4, max_depth=3, rollouts_in_flight=1)
     with ScriptedServer(rstar_responder) as server:
         llm = OpenAICompatibleLLM(server.base_url, "m", max_retries=1)
         baseline = (
