@@ -7,7 +7,8 @@ The first GSM8K dev questions, one after another, with 4 rollouts, 2 A1 steps, 2
 the server's log: for every task llama.cpp logs the prompt tokens it computed ("prompt eval
 time = ... / N tokens"), the tokens it generated ("eval time = ... / G tokens") and the tokens
 in the slot when it stopped ("n_tokens = T"), so the task's prompt had T - G + 1 tokens and
-T - G + 1 - N of them came from the cache. ``--compare`` runs the same questions a second time
+T - G + 1 - N of them came from the cache; a request for n samples counts once (llama.cpp's
+child tasks copy the parent's prompt state). ``--compare`` runs the same questions a second time
 with ``one_prompt_at_once`` off (same server, caches cleared by a restart), side by side.
 """
 
@@ -50,20 +51,26 @@ def cache_stats(log: str) -> dict[str, float]:
             continue
         t = tasks.setdefault(m.group(1), {})
         text = m.group(2)
-        if (p := re.search(r"prompt eval time =\s*[\d.]+ ms /\s*(\d+) tokens", text)) is not None:
+        if "is_child = 1" in text:
+            t["child"] = 1
+        elif (p := re.search(r"prompt eval time =\s*[\d.]+ ms /\s*(\d+) tokens", text)):
             t["computed"] = int(p.group(1))
         elif (e := re.search(r"\beval time =\s*[\d.]+ ms /\s*(\d+) tokens", text)) is not None:
             t["generated"] = int(e.group(1))
         elif (s := re.search(r"stop processing: n_tokens = (\d+)", text)) is not None:
             t["n_tokens"] = int(s.group(1))
     done = [t for t in tasks.values() if {"computed", "generated", "n_tokens"} <= set(t)]
+    generated = sum(t["generated"] for t in done)
+    # n > 1: child tasks copy the parent's prompt state (llama.cpp PR 17775) and log the
+    # parent's prompt timings; the prompt was sent and computed once, by the parent.
+    done = [t for t in done if not t.get("child")]
     prompt = sum(t["n_tokens"] - t["generated"] + 1 for t in done)
     computed = sum(t["computed"] for t in done)
     return {
         "tasks": len(done),
         "prompt_tokens": prompt,
         "computed": computed,
-        "generated": sum(t["generated"] for t in done),
+        "generated": generated,
         "hit_rate": 1 - computed / prompt if prompt else 0.0,
     }
 

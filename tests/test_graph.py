@@ -222,3 +222,38 @@ async def test_text_a_model_writes_after_its_answer_is_not_kept():
     [a2_child] = [n for n in a2["nodes"].values() if n.get("kind") == "direct_answer"]
     assert a2_child["steps"] == ["2.5 + 2.5 = 5. The answer is 5.0."]
     assert a2_child["answer"] == "5"
+
+
+async def test_checkpoints_hold_the_tree_about_once_and_records_travel_compact(llm, tiny_config):
+    """Every byte the saver holds for a run, against the final tree's JSON; compact records
+    (task results, the search's write) restore to exactly the tree's records."""
+    import json
+
+    from langgraph_rstar.controller import compact_nodes, expand_nodes
+
+    saver = InMemorySaver()
+    cfg = tiny_config.replace(num_rollouts=8, max_depth=4)
+    result = await asolve(QUESTION, target=llm, config=cfg, checkpointer=saver, thread_id="c")
+    tree = result.tree
+    assert expand_nodes(compact_nodes(tree)) == tree
+    assert len(json.dumps(compact_nodes(tree))) < 0.6 * len(json.dumps(tree))
+
+    def size(obj) -> int:
+        if isinstance(obj, (bytes, bytearray)):
+            return len(obj)
+        if isinstance(obj, dict):
+            return sum(size(v) for v in obj.values())
+        if isinstance(obj, (list, tuple)):
+            return sum(size(v) for v in obj)
+        return 0
+
+    stored = size(saver.storage) + size(saver.blobs) + size(saver.writes)
+    # (a tiny search: config, messages and the discriminator's output weigh more than at scale)
+    assert stored <= 2.5 * len(json.dumps(tree)), (stored, len(json.dumps(tree)))
+    # the tree read back from the checkpoint is the full tree
+    state = (
+        await create_rstar_graph(llm, config=cfg)
+        .compile(checkpointer=saver)
+        .aget_state({"configurable": {"thread_id": "c"}})
+    ).values
+    assert state["nodes"] == tree
