@@ -53,7 +53,7 @@ def cache_stats(log: str) -> dict[str, float]:
         text = m.group(2)
         if "is_child = 1" in text:
             t["child"] = 1
-        elif (p := re.search(r"prompt eval time =\s*[\d.]+ ms /\s*(\d+) tokens", text)):
+        elif p := re.search(r"prompt eval time =\s*[\d.]+ ms /\s*(\d+) tokens", text):
             t["computed"] = int(p.group(1))
         elif (e := re.search(r"\beval time =\s*[\d.]+ ms /\s*(\d+) tokens", text)) is not None:
             t["generated"] = int(e.group(1))

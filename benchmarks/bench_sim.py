@@ -53,6 +53,7 @@ import httpx  # noqa: E402
 import langgraph_rstar  # noqa: E402
 from langgraph_rstar import OpenAICompatibleLLM, RStarConfig, asolve, create_rstar_graph  # noqa: E402
 from langgraph_rstar.search import ACTIONS, merge_nodes  # noqa: E402
+from tests.conftest import saver_bytes  # noqa: E402
 from tests.statistical_world import world_question  # noqa: E402
 
 try:  # the tree's records travel compact in this checkout's updates
@@ -284,7 +285,9 @@ def rss_mb() -> float:
 
 async def batch(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     cfg = RStarConfig.preset(args.preset)
-    llm = OpenAICompatibleLLM(server.url, "batch", max_retries=2, max_in_flight=4096, timeout=3600)
+    # 256 requests in flight keep 256 sequences busy (requests ask for up to 32 samples); more
+    # only grows the client's connection pool, which it scans on every request
+    llm = OpenAICompatibleLLM(server.url, "batch", max_retries=2, max_in_flight=256, timeout=3600)
     lags: list[float] = []
     stop = asyncio.Event()
     ticker = asyncio.create_task(loop_lag(lags, stop))
@@ -347,21 +350,6 @@ def print_batch(b: dict[str, Any], n: int) -> None:
 
 
 # ------------------------------------------------------------------------------ checkpoints
-
-
-def saver_bytes(saver: Any) -> int:
-    """Every byte an InMemorySaver holds (checkpoints, channel blobs, pending writes)."""
-
-    def size(obj: Any) -> int:
-        if isinstance(obj, (bytes, bytearray)):
-            return len(obj)
-        if isinstance(obj, Mapping):
-            return sum(size(v) for v in obj.values())
-        if isinstance(obj, (list, tuple)):
-            return sum(size(v) for v in obj)
-        return 0
-
-    return size(saver.storage) + size(saver.blobs) + size(saver.writes)
 
 
 async def checkpoint_size(args: argparse.Namespace, server: Server) -> dict[str, Any]:

@@ -51,7 +51,7 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from tests.scripted_server import ScriptedServer, count_tokens  # noqa: E402
+from tests.scripted_server import ScriptedServer, count_tokens, responder_params  # noqa: E402
 
 Responder = Callable[[str, dict[str, Any]], str]
 BLOCK = 16  # prefix-cache block size in tokens (vLLM's default)
@@ -246,15 +246,7 @@ class SimServer:
             engine.stats.prefill_tokens += fresh
             digest = hashlib.sha1(text_prompt.encode()).hexdigest()
             for j in range(n):
-                params = {
-                    "n_index": j,
-                    "prompt_index": p_i,
-                    "n": n,
-                    "temperature": body.get("temperature"),
-                    "stop": stop,
-                    "max_tokens": max_tokens,
-                    "path": "/v1/completions",
-                }
+                params = responder_params(body, "/v1/completions", p_i, j, n, stop)
                 out = ScriptedServer._generate(
                     self.responder(text_prompt, params), stop, max_tokens
                 )

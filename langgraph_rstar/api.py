@@ -17,7 +17,7 @@ from langgraph_rstar.backends import LLMBackend
 from langgraph_rstar.config import RStarConfig, resolve_config
 from langgraph_rstar.controller import partial_of
 from langgraph_rstar.events import RStarEvent, is_rstar_event
-from langgraph_rstar.graph import add_usage, create_rstar_graph, merge_tree
+from langgraph_rstar.graph import NOT_DURABLE, add_usage, create_rstar_graph, merge_tree
 from langgraph_rstar.search import Candidate, TreeNode
 
 EventHandler = Callable[[RStarEvent], Any] | Callable[[RStarEvent], Awaitable[Any]]
@@ -130,7 +130,9 @@ async def asolve(
     app = create_rstar_graph(target, discriminator=discriminator, config=cfg).compile(
         checkpointer=checkpointer
     )
-    run_config = {"configurable": {"thread_id": thread}}
+    run_config: dict[str, Any] = {"configurable": {"thread_id": thread}}
+    if checkpointer is None:
+        run_config["configurable"][NOT_DURABLE] = True
     graph_input: dict[str, Any] | None = {"question": question}
     if checkpointer is not None:
         previous = await app.aget_state(run_config)

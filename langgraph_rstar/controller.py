@@ -233,6 +233,8 @@ class Controller:
         config: dict[str, Any],
         action_tasks: Mapping[str, Callable[[ActionRequest], Any]],
         write: Callable[[Any], None],
+        *,
+        durable: bool = True,
     ) -> None:
         self.nodes: dict[str, TreeNode] = dict(nodes)
         self.rollouts: dict[str, Rollout] = dict(rollouts)
@@ -242,6 +244,8 @@ class Controller:
         self.write = write
         self.usage: dict[str, int] = {}
         self.in_flight: dict[Key, asyncio.Future[ActionOutput]] = {}
+        # Without a checkpointer nothing is replayed: the completion order need not be recorded.
+        self.durable = durable
 
     # -- one controller step ------------------------------------------------------------------
 
@@ -285,8 +289,8 @@ class Controller:
                 done, _ = await asyncio.wait(
                     self.in_flight.values(), return_when=asyncio.FIRST_COMPLETED
                 )
-                ready = sorted(k for k, f in self.in_flight.items() if f in done)
-                taken = await _take([list(k) for k in ready])
+                ready = [list(k) for k, f in sorted(self.in_flight.items()) if f in done]
+                taken = await _take(ready) if self.durable else ready
                 for node_id, action in taken:
                     future = self.in_flight.pop((node_id, action), None)
                     if future is None:

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
@@ -125,6 +126,11 @@ class RStarState(RStarInput, RStarOutput, total=False):
     rollouts: Annotated[dict[str, Rollout], _written_once()]
 
 
+# Set to True in ``configurable`` by a caller that runs the graph without a checkpointer (e.g.
+# ``asolve``): the search then skips recording its completion order, which only a resume needs.
+NOT_DURABLE = "rstar_without_checkpointer"
+
+
 def _question_from(state: Mapping[str, Any]) -> str:
     question = state.get("question")
     if not question:
@@ -204,13 +210,16 @@ def create_rstar_graph(
 
     action_tasks = make_action_tasks(target, retry_policy)
 
-    async def search(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
+    async def search(
+        state: RStarState, runtime: Runtime[RStarContext], config: RunnableConfig
+    ) -> dict[str, Any]:
         controller = Controller(
             state["nodes"],
             state.get("rollouts") or {},
             state["config"],
             action_tasks,
             runtime.stream_writer,
+            durable=(config.get("configurable") or {}).get(NOT_DURABLE) is not True,
         )
         out = await controller.run()
         # The whole tree in one compact write (`merge_tree` restores the full records; no

@@ -312,7 +312,11 @@ def advance(
     """
     tree: dict[str, TreeNode] = {k: v for k, v in nodes.items()}
     changed: set[str] = set()
-    runs: dict[str, Rollout] = {k: copy.deepcopy(v) for k, v in rollouts.items()}
+    # (a rollout's only nested value is its path: a copy of that list is a deep copy)
+    runs: dict[str, Rollout] = {
+        k: {**v, "path": list(v["path"])}  # type: ignore[misc]
+        for k, v in rollouts.items()
+    }
     step = Step()
     pending: dict[str, Expansion] = {}
 
@@ -334,7 +338,7 @@ def advance(
             node["VL"] = max(0, node.get("VL", 0) - 1)
         run["done"] = True
         run["reward"] = reward
-        step.finished.append(copy.deepcopy(run))
+        step.finished.append({**run, "path": list(run["path"])})  # type: ignore[arg-type]
 
     def visit(run: Rollout, node_id: str) -> None:
         run["path"].append(node_id)

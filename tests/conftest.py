@@ -58,6 +58,21 @@ def rstar_responder(prompt: str, params: dict) -> str:
     return f" so the result follows.\nStep 9: The answer is {answer}.\n"
 
 
+def saver_bytes(saver) -> int:
+    """Every byte an ``InMemorySaver`` holds: checkpoints, channel blobs and pending writes."""
+
+    def size(obj) -> int:
+        if isinstance(obj, (bytes, bytearray)):
+            return len(obj)
+        if isinstance(obj, dict):
+            return sum(size(v) for v in obj.values())
+        if isinstance(obj, (list, tuple)):
+            return sum(size(v) for v in obj)
+        return 0
+
+    return size(saver.storage) + size(saver.blobs) + size(saver.writes)
+
+
 @pytest.fixture
 def scripted() -> Iterator[ScriptedServer]:
     with ScriptedServer(rstar_responder) as server:
