@@ -53,7 +53,19 @@ import httpx  # noqa: E402
 import langgraph_rstar  # noqa: E402
 from langgraph_rstar import OpenAICompatibleLLM, RStarConfig, asolve, create_rstar_graph  # noqa: E402
 from langgraph_rstar.search import ACTIONS, merge_nodes  # noqa: E402
-from tests.conftest import saver_bytes  # noqa: E402
+
+
+def _saver_bytes() -> Any:
+    """``saver_bytes`` of this checkout's tests (``tests`` may come from PYTHONPATH's checkout)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_conftest", HERE.parent / "tests/conftest.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.saver_bytes
+
+
+saver_bytes = _saver_bytes()
 from tests.statistical_world import world_question  # noqa: E402
 
 try:  # the tree's records travel compact in this checkout's updates
