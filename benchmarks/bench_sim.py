@@ -315,9 +315,12 @@ async def batch(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     await ticker
     await llm.aclose()
     st = (await server.stats())["batch"]
-    m = server_model()
-    decode_limit = st["generated_tokens"] / m["max_active"] * m["step"](m["max_active"])
-    limit = decode_limit + st["prefill_tokens"] * m["prefill"]
+    async with httpx.AsyncClient() as c:
+        m = (await c.get(f"http://127.0.0.1:{server.port}/model")).json()
+    # every generated token decoded in full batches, plus every prompt token the server computed
+    full_step_s = (m["step_ms"] + m["per_seq_ms"] * m["max_active"]) / 1000.0
+    decode_limit = st["generated_tokens"] / m["max_active"] * full_step_s
+    limit = decode_limit + st["prefill_tokens"] * m["prefill_ms"] / 1000.0
     lags.sort()
     return {
         "k": cfg.rollouts_in_flight,
@@ -331,18 +334,6 @@ async def batch(args: argparse.Namespace, server: Server) -> dict[str, Any]:
         "busy": st["busy_s"] / wall,
         "mean_active": st["active_seq_s"] / max(st["busy_s"], 1e-9),
         "answered": sum(1 for r in results if r.answer is not None),
-    }
-
-
-def server_model() -> dict[str, Any]:
-    sys.path.insert(0, str(HERE))
-    from sim_server import LatencyModel
-
-    lm = LatencyModel()
-    return {
-        "max_active": lm.max_active,
-        "step": lambda a: lm.step_seconds(a),
-        "prefill": lm.prefill_ms / 1000.0,
     }
 
 

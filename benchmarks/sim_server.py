@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import json
 import random
@@ -201,6 +202,7 @@ class SimServer:
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/health", self.health, methods=["GET"]),
                 Route("/stats", self.stats, methods=["GET"]),
+                Route("/model", self.latency_model, methods=["GET"]),
                 Route("/stats/reset", self.reset, methods=["POST"]),
             ]
         )
@@ -215,6 +217,9 @@ class SimServer:
 
     async def models(self, request: Request) -> JSONResponse:
         return JSONResponse({"object": "list", "data": [{"id": "sim", "object": "model"}]})
+
+    async def latency_model(self, request: Request) -> JSONResponse:
+        return JSONResponse(dataclasses.asdict(self.model))
 
     async def stats(self, request: Request) -> JSONResponse:
         return JSONResponse({lane: e.stats.as_dict() for lane, e in self.engines.items()})
