@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import uuid
@@ -12,12 +13,18 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Overwrite
 
 from langgraph_rstar.backends import BackendLike
 from langgraph_rstar.config import RStarConfig, resolve_config
+from langgraph_rstar.controller import partial_of
 from langgraph_rstar.events import RStarEvent, is_rstar_event
-from langgraph_rstar.graph import RStarInput, create_rstar_graph
+from langgraph_rstar.graph import (
+    RStarInput,
+    add_usage,
+    create_rstar_graph,
+    merge_tree,
+)
 from langgraph_rstar.search import Candidate, TreeNode
 from langgraph_rstar.settings import check_names
 
@@ -152,8 +159,9 @@ async def asolve(
         on_event: called with every progress event (sync or async callable).
         checkpointer / thread_id: persist the run; after a failure, call again with the same
             question, checkpointer and thread_id to resume. Actions that finished are not re-run;
-            only the actions of the interrupted step are sent again. A different question on a
-            thread with an unfinished run raises ``ValueError``.
+            only those that were in flight are sent again. A different question on a thread
+            with an unfinished run raises ``ValueError``. Without a checkpointer nothing is
+            stored (the result is collected from the run's stream).
 
     Raises:
         ValueError: empty question, bad settings, a thread with an unfinished run for another
@@ -171,9 +179,12 @@ async def asolve(
     if not isinstance(question, str) or not question.strip():
         raise ValueError("rStar needs a non-empty question")
     cfg = _configure(config, overrides)
-    saver = checkpointer or InMemorySaver()
     thread = thread_id or f"rstar-{uuid.uuid4().hex}"
-    key = (id(saver), thread)
+    if checkpointer is None:  # nothing stored, nothing shared: no thread to be busy
+        return await _ends_with_caller(
+            _run(question, target, discriminator, cfg, on_event, None, thread)
+        )
+    key = (id(checkpointer), thread)
     if key in _RUNNING:
         raise ThreadBusyError(
             f"thread {thread!r} is already running a search on this checkpointer; wait for it "
@@ -181,9 +192,31 @@ async def asolve(
         )
     _RUNNING.add(key)
     try:
-        return await _run(question, target, discriminator, cfg, on_event, saver, thread)
+        return await _ends_with_caller(
+            _run(question, target, discriminator, cfg, on_event, checkpointer, thread)
+        )
     finally:
         _RUNNING.discard(key)
+
+
+async def _ends_with_caller(run: Awaitable[RStarResult]) -> RStarResult:
+    """Await ``run`` in its own task; if the caller is cancelled, cancel it ONCE and wait until
+    it has ended.
+
+    The search node keeps its actions in flight between two stream chunks; LangGraph cancels
+    them when the run's stream closes. A caller cancelled twice (a server task cancelled while
+    it awaits the search it is stopping) would interrupt that clean-up and leave the search
+    sending requests with nobody waiting for it.
+    """
+    inner = asyncio.ensure_future(run)
+    try:
+        return await asyncio.shield(inner)
+    except asyncio.CancelledError:
+        inner.cancel()
+        while not inner.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({inner})
+        raise
 
 
 async def _run(
@@ -192,35 +225,65 @@ async def _run(
     discriminator: BackendLike | None,
     cfg: RStarConfig,
     on_event: EventHandler | None,
-    saver: BaseCheckpointSaver,
+    checkpointer: BaseCheckpointSaver | None,
     thread: str,
 ) -> RStarResult:
     app = create_rstar_graph(target, discriminator=discriminator, config=cfg).compile(
-        checkpointer=saver
+        checkpointer=checkpointer
     )
     run_config: RunnableConfig = {"configurable": {"thread_id": thread}}
-    previous = await app.aget_state(run_config)
     graph_input: RStarInput | None = {"question": question}
-    if previous.next:  # an unfinished run on this thread: resume it, but only for its question
-        asked = (previous.values or {}).get("question")
-        if asked is not None and asked.strip() != question.strip():
-            raise ValueError(
-                f"thread {thread!r} holds an unfinished run for a different question "
-                f"({asked[:60]!r}); resume it with that question or use a new thread_id"
-            )
-        graph_input = None
+    if checkpointer is not None:
+        previous = await app.aget_state(run_config)
+        if previous.next:  # an unfinished run on this thread: resume it, for its question only
+            asked = (previous.values or {}).get("question")
+            if asked is not None and asked.strip() != question.strip():
+                raise ValueError(
+                    f"thread {thread!r} holds an unfinished run for a different question "
+                    f"({asked[:60]!r}); resume it with that question or use a new thread_id"
+                )
+            graph_input = None
+    # Without a checkpointer nothing is stored: the state is rebuilt from the nodes' updates.
+    state: dict[str, Any] = {}
+    graph_nodes = set(app.builder.nodes)
+    # aclosing: a caller that cancels us between two chunks leaves the stream suspended, with
+    # the search node's actions still running; closing it cancels them.
+    stream: Any = app.astream(graph_input, run_config, stream_mode=["custom", "updates"])
     try:
-        async for chunk in app.astream(graph_input, run_config, stream_mode="custom"):
-            if on_event is not None and is_rstar_event(chunk):
-                outcome = on_event(chunk)
-                if asyncio.iscoroutine(outcome):
-                    await outcome
+        async with contextlib.aclosing(stream):
+            async for mode, chunk in stream:
+                if mode == "updates":
+                    for name, update in chunk.items():
+                        if name in graph_nodes and isinstance(update, Mapping):
+                            _apply(state, update)
+                elif on_event is not None and is_rstar_event(chunk):
+                    outcome = on_event(chunk)
+                    if asyncio.iscoroutine(outcome):
+                        await outcome
     except Exception as exc:
-        snapshot = await app.aget_state(run_config)
-        partial = RStarResult.from_state(snapshot.values) if snapshot.values else None
+        if checkpointer is not None:
+            state = dict((await app.aget_state(run_config)).values or {})
+        failed = partial_of(exc)
+        if failed is not None:  # what the search had when it failed
+            _apply(state, {"nodes": failed["nodes"], "usage": {"target": failed["usage"]}})
+        partial = RStarResult.from_state(state) if state else None
         raise RStarError(f"rStar run failed: {exc}", partial=partial, thread_id=thread) from exc
-    snapshot = await app.aget_state(run_config)
-    return RStarResult.from_state(snapshot.values)
+    if checkpointer is not None:
+        state = dict((await app.aget_state(run_config)).values or {})
+    return RStarResult.from_state(state)
+
+
+def _apply(state: dict[str, Any], update: Mapping[str, Any]) -> None:
+    """Apply one node's update the way the graph's reducers do (for the keys a result reads)."""
+    for key, value in update.items():
+        if isinstance(value, Overwrite):
+            state[key] = value.value
+        elif key == "nodes":
+            state[key] = merge_tree(state.get(key), value)
+        elif key == "usage":
+            state[key] = add_usage(state.get(key), value)
+        else:
+            state[key] = value
 
 
 def solve(question: str, **kwargs: Any) -> RStarResult:

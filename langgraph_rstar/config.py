@@ -120,6 +120,14 @@ class RStarConfig:
           paths for ~40x fewer tokens.
 
         Masks never show a candidate's answer in any preset (see ``discriminator.py``).
+
+        Rollouts in flight (K): ``paper`` 8, ``reference_code`` 4, ``fast`` 2 -- a quarter of
+        the rollouts, rounded down. On the simulated vLLM (``benchmarks/bench_sim.py``) that is
+        where a question is already near its dependency-chain bound while the search still
+        does the work of K = 1 (tokens and nodes expanded within 15 %); larger K barely shortens
+        the wall and starts trimming the tree. ``rollouts_in_flight=1`` reproduces the
+        sequential algorithm exactly (same responses, same tree); K > 1 resumes rollouts in
+        completion order, so the tree may vary from run to run with the server's timing.
         """
         if name not in PRESETS:
             raise SettingsError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
@@ -137,6 +145,7 @@ class RStarConfig:
         if name == "paper":
             values: dict[str, Any] = dict(
                 num_rollouts=32,
+                rollouts_in_flight=8,
                 max_depth=8 if family == "math" else 5,
                 num_a1_steps=5,
                 num_subquestions=5,
@@ -159,6 +168,7 @@ class RStarConfig:
         elif name == "reference_code":
             values = dict(
                 num_rollouts=15,
+                rollouts_in_flight=4,
                 max_depth=5,
                 num_a1_steps=3,
                 num_subquestions=3,
@@ -184,6 +194,7 @@ class RStarConfig:
         else:
             values = dict(
                 num_rollouts=4,
+                rollouts_in_flight=2,
                 max_depth=4,
                 num_a1_steps=2,
                 num_subquestions=2,

@@ -2,16 +2,23 @@
 
 Topology::
 
-    START -> init -> controller -(Send per action)-> a1_one_step | a2_remaining_steps |
-                        ^                              a3_subquestion | a4_reanswer_subquestion |
-                        |                              a5_rephrase_question
-                        +------------------------------------+
-             controller -> discriminate -> finalize -> END
+    START -> init -> search -> discriminate -> finalize -> END
+                       |
+                       +-- one durable task per action taken, named after the action, each
+                           running the ``expand`` subgraph:
 
-``controller`` is the async MCTS controller: it back-propagates finished rollouts, starts new ones
-(up to ``rollouts_in_flight``) and walks each rollout until it needs an expansion; every action
-allowed at every node to expand goes out as one ``Send``, so a wave's model calls run
-concurrently. All state is JSON-native, so any checkpointer can pause and resume a search.
+                           START -> a1_one_step | a2_remaining_steps | a3_subquestion |
+                                    a4_reanswer_subquestion | a5_rephrase_question -> END
+
+``search`` runs the MCTS (:mod:`langgraph_rstar.controller`): up to ``rollouts_in_flight``
+rollouts at once, each resuming as soon as the expansion it waits for has returned (no barrier
+between waves). Every action it takes is a LangGraph task named after the action that runs the
+compiled ``expand`` graph, whose five nodes are the actions: they show up by name in
+``get_graph(xray=True)``, in ``updates``/``tasks`` streams (the tasks at the top level, the
+nodes with ``subgraphs=True``) and in traces (a task run, the ``expand`` graph run, then the
+action's node run holding its LLM runs). Each task's result is checkpointed when it returns,
+so a run resumed after a crash re-sends no finished action. All state is JSON-native, so any
+checkpointer can pause and resume a search.
 
 Every model call of a run is made under the question's affinity key (:func:`question_key`), so
 a router over several replicas keeps one question's calls on the replica whose prefix cache
@@ -20,6 +27,7 @@ holds its prompt and tree.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
@@ -29,15 +37,31 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import Overwrite, RetryPolicy, Send
+from langgraph.types import Overwrite, RetryPolicy
 from typing_extensions import TypedDict
 
 from langgraph_rstar import events
 from langgraph_rstar.actions import ACTION_FUNCTIONS
-from langgraph_rstar.backends import BackendError, BackendLike, affinity_key, as_backend
+from langgraph_rstar.backends import (
+    BackendError,
+    BackendLike,
+    LLMBackend,
+    affinity_key,
+    as_backend,
+)
 from langgraph_rstar.backends.tracing import llm_run_context
 from langgraph_rstar.config import RStarConfig, RStarContext, resolve_config
+from langgraph_rstar.controller import (
+    USAGE_KEYS,
+    ActionOutput,
+    ActionRequest,
+    Controller,
+    compact_nodes,
+    expand_nodes,
+    is_durable,
+)
 from langgraph_rstar.discriminator import (
     Verification,
     select_final,
@@ -49,18 +73,17 @@ from langgraph_rstar.prompts import PromptPack
 from langgraph_rstar.search import (
     ACTIONS,
     Candidate,
-    Expansion,
     Rollout,
     SearchSettings,
     Spent,
     TreeNode,
-    advance,
     collect_candidates,
     generator_vote,
     make_root,
     merge_nodes,
-    path_context,
 )
+from langgraph_rstar.sync_bridge import running_sync
+from langgraph_rstar.worker import HomeLoopBackend, run_on_worker
 
 
 def add_usage(
@@ -73,6 +96,38 @@ def add_usage(
         for key, value in counts.items():
             bucket[key] = bucket.get(key, 0) + value
     return out
+
+
+def merge_tree(
+    left: Mapping[str, TreeNode] | None, right: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, TreeNode]:
+    """The tree's reducer: :func:`merge_nodes` of records written compact or in full."""
+    return merge_nodes(left, expand_nodes(right or {}))
+
+
+try:  # langgraph >= 1.2: channels whose checkpoints keep writes only, not a copy per step
+    from langgraph.channels.delta import DeltaChannel
+except ImportError:  # pragma: no cover - older langgraph: plain reducers, larger checkpoints
+    DeltaChannel = None  # type: ignore[assignment,misc]
+
+
+def _written_once(reducer: Any = None) -> Any:
+    """A channel stored in checkpoints as the writes made to it, not also as a value blob.
+
+    The tree, the candidates and the verification are written once or twice per run but are
+    large; stored as blobs too, every checkpoint after the write would hold a second copy.
+    """
+    if DeltaChannel is None:
+        return reducer if reducer is not None else (lambda left, right: right)
+    if reducer is None:
+        return DeltaChannel(lambda state, writes: writes[-1] if writes else state)
+
+    def fold(state: Any, writes: Any) -> Any:
+        for write in writes:
+            state = reducer(state, write)
+        return state
+
+    return DeltaChannel(fold)
 
 
 class RStarInput(TypedDict, total=False):
@@ -93,8 +148,8 @@ class RStarOutput(TypedDict, total=False):
     selection: str  # how the answer was chosen
     generator_answer: str | None
     generator_confidence: float
-    candidates: list[Candidate]
-    verification: Verification
+    candidates: Annotated[list[Candidate], _written_once()]
+    verification: Annotated[Verification, _written_once()]
     usage: Annotated[dict[str, dict[str, int]], add_usage]
     budget_exhausted: str | None  # the budget limit that stopped the search, if one did
     discriminator_error: str | None  # why the discriminator failed (the generator's vote won)
@@ -105,17 +160,19 @@ class RStarState(RStarInput, RStarOutput, total=False):
 
     config: dict[str, Any]
     started_at: float  # wall clock (time.time()) when the search started, for max_seconds
-    nodes: Annotated[dict[str, TreeNode], merge_nodes]
-    rollouts: dict[str, Rollout]
-    expansions: list[Expansion]
+    nodes: Annotated[dict[str, TreeNode], _written_once(merge_tree)]
+    rollouts: Annotated[dict[str, Rollout], _written_once()]
 
 
-class ActionRequest(TypedDict):
-    """A ``Send`` payload: one action for one node, with just the path text it needs."""
+class ExpandState(TypedDict, total=False):
+    """The ``expand`` subgraph's state: one action's request (in), its new children (out)."""
 
     action: str
     context: dict[str, Any]
     config: dict[str, Any]
+    node_id: str
+    nodes: dict[str, dict[str, Any]]
+    usage: list[int]
 
 
 def question_key(question: str) -> str:
@@ -155,6 +212,71 @@ def render_answer(pack: PromptPack, steps: Sequence[str], answer: str | None) ->
     return f"{pack.render_steps(steps)}\n\nFinal answer: {answer}" if steps else str(answer)
 
 
+async def _run_action(fn: Any, request: ActionRequest, llm: LLMBackend) -> Any:
+    cfg = RStarConfig.from_dict(request["config"])
+    return await fn(request["context"], llm, cfg.prompt_pack(), cfg)
+
+
+def _make_action_node(action: str, target: LLMBackend):
+    fn = ACTION_FUNCTIONS[action]
+
+    async def run_action(state: ExpandState, config: RunnableConfig) -> ActionOutput:
+        ctx = state["context"]
+        about = {
+            "rstar_action": action,
+            "rstar_node_id": ctx["node_id"],
+            "rstar_rollout": ctx["rollout"],
+            "rstar_depth": ctx["depth"],
+        }
+        request = ActionRequest(action=action, context=ctx, config=state["config"])
+        with (
+            llm_run_context(config, metadata=about),
+            affinity_key(question_key(ctx["question"])),
+        ):
+            # Answer reading and voting run on the worker loop, the model calls on this one
+            # (worker.py): a slow answer comparison stalls no other search.
+            result = await run_on_worker(_run_action, fn, request, HomeLoopBackend(target))
+        return ActionOutput(
+            node_id=ctx["node_id"],
+            action=action,
+            nodes=compact_nodes(result["nodes"]),
+            usage=[result["usage"].get(k, 0) for k in USAGE_KEYS],
+        )
+
+    run_action.__name__ = action
+    return run_action
+
+
+def create_expand_graph(
+    target: BackendLike, *, retry_policy: RetryPolicy | None = None
+) -> StateGraph[ExpandState, None, ActionRequest, ActionOutput]:
+    """The graph of one expansion step: the request's ``action`` picks one of the five action
+    nodes, which samples the target model and returns the node's new children (compact).
+
+    ``create_rstar_graph`` compiles it once (``name="expand"``) and its search runs it for every
+    action it takes, so the actions are graph nodes with their own streams and traces.
+
+    Example:
+        >>> expand = create_expand_graph(llm).compile(name="expand")
+        >>> # out = await expand.ainvoke({"action": "a1_one_step", "context": path_context(
+        >>> #     nodes, "0"), "config": RStarConfig.preset("fast").to_dict()})
+        >>> # out["nodes"]: the root's A1 children, out["usage"]: [requests, prompt, generated]
+    """
+    backend = as_backend(target, role="target")
+    builder = StateGraph(ExpandState, input_schema=ActionRequest, output_schema=ActionOutput)
+    for action in ACTIONS:
+        builder.add_node(
+            action, node(_make_action_node(action, backend)), retry_policy=retry_policy
+        )
+        builder.add_edge(action, END)
+    builder.add_conditional_edges(START, _requested_action, list(ACTIONS))
+    return builder
+
+
+def _requested_action(state: ExpandState) -> str:
+    return state["action"]
+
+
 def create_rstar_graph(
     target: BackendLike,
     *,
@@ -187,6 +309,12 @@ def create_rstar_graph(
     base = config or RStarConfig.preset("fast")
     target = as_backend(target, role="target")
     disc = target if discriminator is None else as_backend(discriminator, role="discriminator")
+    # The durable task that runs it stores its result, which is what a resume needs; the
+    # tasks run it with durability "exit" (controller.py), so it stores no checkpoint of its
+    # own. (Not checkpointer=False: LangGraph would then not show it as a subgraph.)
+    expand: CompiledStateGraph = create_expand_graph(target, retry_policy=retry_policy).compile(
+        name="expand"
+    )
 
     async def init(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
         cfg = resolve_config(base, runtime.context)
@@ -197,80 +325,29 @@ def create_rstar_graph(
             "config": cfg.to_dict(),
             "nodes": Overwrite({"0": make_root(question)}),
             "rollouts": {},
-            "expansions": [],
             "usage": Overwrite({}),
             "started_at": time.time(),
             "budget_exhausted": None,
             "discriminator_error": None,
         }
 
-    async def controller(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
-        spent = _spent(state)
-        step = advance(
+    async def search(
+        state: RStarState, runtime: Runtime[RStarContext], config: RunnableConfig
+    ) -> dict[str, Any]:
+        controller = Controller(
             state["nodes"],
             state.get("rollouts") or {},
-            SearchSettings.from_config(state["config"]),
-            spent,
+            state["config"],
+            expand,
+            runtime.stream_writer,
+            started_at=state.get("started_at") or time.time(),
+            durable=is_durable(config),
+            sync=running_sync(),
         )
-        write = runtime.stream_writer
-        if step.exhausted:
-            write(events.budget_exhausted(step.exhausted, spent, state, step.stopped))
-            return {
-                "nodes": step.nodes,
-                "rollouts": step.rollouts,
-                "expansions": [],
-                "budget_exhausted": step.exhausted,
-            }
-        # announce starts first: a rollout may start and finish within this one step
-        for rid in step.started:
-            write(events.rollout_started(rid, state["config"]["num_rollouts"]))
-        for run in step.finished:
-            end = merge_nodes(state["nodes"], step.nodes)[run["path"][-1]]
-            write(events.rollout_finished(run, end))
-        return {"nodes": step.nodes, "rollouts": step.rollouts, "expansions": step.expansions}
-
-    def dispatch(state: RStarState) -> list[Send] | str:
-        expansions = state.get("expansions") or []
-        if not expansions:
-            return "discriminate"
-        return [
-            Send(
-                action,
-                ActionRequest(
-                    action=action,
-                    context=dict(path_context(state["nodes"], exp["node_id"], exp["rollout"])),
-                    config=state["config"],
-                ),
-            )
-            for exp in expansions
-            for action in exp["actions"]
-        ]
-
-    def make_action_node(action: str):
-        fn = ACTION_FUNCTIONS[action]
-
-        async def run_action(
-            request: ActionRequest, runtime: Runtime[RStarContext], config: RunnableConfig
-        ):
-            cfg = RStarConfig.from_dict(request["config"])
-            ctx = request["context"]
-            parent = ctx["node_id"]
-            about = {
-                "rstar_action": action,
-                "rstar_node_id": parent,
-                "rstar_rollout": ctx["rollout"],
-                "rstar_depth": ctx["depth"],
-            }
-            with (
-                llm_run_context(config, metadata=about),
-                affinity_key(question_key(ctx["question"])),
-            ):
-                result = await fn(ctx, target, cfg.prompt_pack(), cfg)  # type: ignore[arg-type]
-            runtime.stream_writer(events.node_expanded(action, parent, result["nodes"]))
-            return {"nodes": result["nodes"], "usage": {"target": result["usage"]}}
-
-        run_action.__name__ = action
-        return run_action
+        out = await controller.run()
+        # The whole tree in one compact write (`merge_tree` restores the full records; no
+        # Overwrite, which would also store a snapshot of the channel).
+        return {**out, "nodes": compact_nodes(out["nodes"])}
 
     async def discriminate(
         state: RStarState, runtime: Runtime[RStarContext], config: RunnableConfig
@@ -292,6 +369,14 @@ def create_rstar_graph(
         limit = state.get("budget_exhausted") or SearchSettings.from_config(
             state["config"]
         ).exhausted(_spent(state))
+        # The check's answer comparisons run on the worker loop; its progress events come back
+        # to this loop in order, before the node returns.
+        home = asyncio.get_running_loop()
+        write = runtime.stream_writer
+
+        def emit(event: Any) -> None:
+            home.call_soon_threadsafe(write, event)
+
         try:
             if limit:
                 verification = skipped_verification("budget")
@@ -300,25 +385,17 @@ def create_rstar_graph(
                     llm_run_context(config, metadata=about),
                     affinity_key(question_key(state["question"])),
                 ):
-                    verification = await verify_candidates(
-                        state["question"],
-                        candidates,
-                        llm=disc,
-                        pack=cfg.prompt_pack(),
-                        config=cfg,
-                        on_check=lambda c: runtime.stream_writer(events.candidate_verified(c)),
-                        on_start=lambda n, k: runtime.stream_writer(
-                            events.verification_started(n, k)
-                        ),
+                    verification = await run_on_worker(
+                        _verify, state["question"], candidates, HomeLoopBackend(disc), cfg, emit
                     )
         except BackendError as exc:
             error = f"{type(exc).__name__}: {exc}"
-            runtime.stream_writer(events.discriminator_failed(error))
+            write(events.discriminator_failed(error))
             spent = exc.usage.as_dict() if exc.usage is not None else {}
             verification = skipped_verification("discriminator failed", spent)
             out["discriminator_error"] = error
         if limit and not state.get("budget_exhausted"):
-            runtime.stream_writer(events.budget_exhausted(limit, _spent(state), state, []))
+            write(events.budget_exhausted(limit, _spent(state), state, []))
             out["budget_exhausted"] = limit
         return {
             **out,
@@ -328,7 +405,10 @@ def create_rstar_graph(
 
     async def finalize(state: RStarState, runtime: Runtime[RStarContext]) -> dict[str, Any]:
         cfg = RStarConfig.from_dict(state["config"])
-        final = select_final(state.get("candidates") or [], state["verification"], cfg)
+        # (selection compares answers: off the event loop)
+        final = await asyncio.to_thread(
+            select_final, state.get("candidates") or [], state["verification"], cfg
+        )
         runtime.stream_writer(events.final_answer(final, state))
         steps = final["trajectory"]
         content = render_answer(cfg.prompt_pack(), steps, final["answer"])
@@ -354,30 +434,44 @@ def create_rstar_graph(
         RStarState, context_schema=RStarContext, input_schema=RStarInput, output_schema=RStarOutput
     )
     builder.add_node("init", node(init))
-    builder.add_node("controller", node(controller))
-    for action in ACTIONS:
-        builder.add_node(
-            action,
-            node(make_action_node(action)),
-            input_schema=ActionRequest,
-            retry_policy=retry_policy,
-        )
-        builder.add_edge(action, "controller")
+    builder.add_node("search", node(search))
     builder.add_node("discriminate", node(discriminate), retry_policy=retry_policy)
     builder.add_node("finalize", node(finalize))
     builder.add_edge(START, "init")
-    builder.add_edge("init", "controller")
-    builder.add_conditional_edges("controller", dispatch, [*ACTIONS, "discriminate"])
+    builder.add_edge("init", "search")
+    builder.add_edge("search", "discriminate")
     builder.add_edge("discriminate", "finalize")
     builder.add_edge("finalize", END)
     return builder
 
 
+async def _verify(
+    question: str,
+    candidates: list[Candidate],
+    llm: LLMBackend,
+    cfg: RStarConfig,
+    emit: Any,
+) -> Verification:
+    """The mutual-consistency check (runs on the worker loop; ``emit`` sends events home)."""
+    return await verify_candidates(
+        question,
+        candidates,
+        llm=llm,
+        pack=cfg.prompt_pack(),
+        config=cfg,
+        on_check=lambda c: emit(events.candidate_verified(c)),
+        on_start=lambda n, k: emit(events.verification_started(n, k)),
+    )
+
+
 __all__ = [
+    "ActionOutput",
     "ActionRequest",
+    "ExpandState",
     "RStarInput",
     "RStarOutput",
     "RStarState",
+    "create_expand_graph",
     "create_rstar_graph",
     "question_key",
     "render_answer",

@@ -63,4 +63,9 @@ def node(afunc: Callable[..., Awaitable[Any]], *, name: str | None = None) -> Ru
     task is the run, as for a plain function passed to ``add_node``)."""
     if not _CONTEXT_FROM_LANGGRAPH:
         afunc = _in_run_context(afunc)
-    return RunnableCallable(sync_twin(afunc), afunc, name=name or afunc.__name__, trace=False)
+    twin = sync_twin(afunc)
+    # LangGraph finds the subgraph a node calls (``get_graph(xray=True)``, subgraph state) in
+    # the names the node's function reads: show it the coroutine under any wrapper.
+    twin.__signature__ = inspect.signature(afunc)  # type: ignore[attr-defined]
+    twin.__wrapped__ = inspect.unwrap(afunc)  # type: ignore[attr-defined]
+    return RunnableCallable(twin, afunc, name=name or afunc.__name__, trace=False)

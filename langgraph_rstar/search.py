@@ -263,6 +263,11 @@ def simulate_child(nodes: Mapping[str, TreeNode], node_id: str, seed: int, rollo
 # --------------------------------------------------------------------------- the controller
 
 
+def free_frontier(nodes: Mapping[str, TreeNode]) -> int:
+    """Nodes below the root that no rollout has visited or claimed yet."""
+    return sum(1 for k, n in nodes.items() if k != "0" and not n.get("N") and not n.get("VL"))
+
+
 @dataclass
 class Spent:
     """What a search has used so far, to compare with its budget."""
@@ -295,6 +300,7 @@ class SearchSettings:
     max_requests: int | None = None
     max_generated_tokens: int | None = None
     max_seconds: float | None = None
+    frontier_margin: int = 0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SearchSettings:
@@ -357,7 +363,8 @@ def advance(
     """
     tree: dict[str, TreeNode] = {k: v for k, v in nodes.items()}
     changed: set[str] = set()
-    runs: dict[str, Rollout] = {k: copy.deepcopy(v) for k, v in rollouts.items()}
+    # (a rollout's only nested value is its path: a copy of that list is a deep copy)
+    runs: dict[str, Rollout] = {k: {**v, "path": list(v["path"])} for k, v in rollouts.items()}
     step = Step()
     pending: dict[str, Expansion] = {}
 
@@ -379,7 +386,7 @@ def advance(
             node["VL"] = max(0, node.get("VL", 0) - 1)
         run["done"] = True
         run["reward"] = reward
-        step.finished.append(copy.deepcopy(run))
+        step.finished.append({**run, "path": list(run["path"])})
 
     def visit(run: Rollout, node_id: str) -> None:
         run["path"].append(node_id)
@@ -395,7 +402,9 @@ def advance(
                 finish(run)
                 return
             if not is_expanded(node):
-                if node_id not in pending:  # else another rollout asked for it this call: wait
+                # A node another rollout is expanding (asked for in this call or an earlier
+                # one whose actions have not all returned): wait for it.
+                if node_id not in pending and not node.get("expanding"):
                     actions = allowed_actions(
                         node, enable_a1=settings.enable_a1, enable_a5=settings.enable_a5
                     )
@@ -441,6 +450,8 @@ def advance(
         in_flight = sum(1 for r in runs.values() if not r["done"])
         if in_flight >= settings.rollouts_in_flight or started_count >= settings.num_rollouts:
             break
+        if in_flight and free_frontier(tree) < in_flight + settings.frontier_margin:
+            break  # no unexplored node of its own for another rollout: keep the slot for later
         # Start a rollout only after back-propagating finished ones, as the sequential loop does.
         rid = started_count
         started_count += 1

@@ -22,13 +22,16 @@ import asyncio
 import functools
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
-__all__ = ["run_sync", "sync_twin"]
+__all__ = ["run_sync", "running_sync", "sync_twin"]
 
 _T = TypeVar("_T")
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
+# True inside a coroutine that a sync twin runs (a node called by ``invoke``/``stream``).
+_FROM_SYNC: ContextVar[bool] = ContextVar("langgraph_rstar_from_sync", default=False)
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
@@ -72,6 +75,19 @@ def sync_twin(afunc: Callable[..., Awaitable[_T]]) -> Callable[..., _T]:
 
     @functools.wraps(afunc)
     def func(*args: Any, **kwargs: Any) -> _T:
-        return run_sync(afunc(*args, **kwargs))  # type: ignore[arg-type]
+        token = _FROM_SYNC.set(True)  # (the coroutine runs in a copy of this context)
+        try:
+            return run_sync(afunc(*args, **kwargs))  # type: ignore[arg-type]
+        finally:
+            _FROM_SYNC.reset(token)
 
     return func
+
+
+def running_sync() -> bool:
+    """Whether this code runs for a sync caller (in a coroutine a sync twin started).
+
+    LangGraph's sync runner cannot run a coroutine task; a node that calls tasks uses this to
+    pick their sync versions.
+    """
+    return _FROM_SYNC.get()

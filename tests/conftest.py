@@ -61,6 +61,22 @@ def rstar_responder(prompt: str, params: dict) -> str:
     return f" so the result follows.\nStep 9: The answer is {answer}.\n"
 
 
+def byte_size(obj) -> int:
+    """The bytes held in ``obj``'s nested dicts, lists and tuples (a saver's serialized data)."""
+    if isinstance(obj, (bytes, bytearray)):
+        return len(obj)
+    if isinstance(obj, dict):
+        return sum(byte_size(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(byte_size(v) for v in obj)
+    return 0
+
+
+def saver_bytes(saver) -> int:
+    """Every byte an ``InMemorySaver`` holds: checkpoints, channel blobs and pending writes."""
+    return byte_size(saver.storage) + byte_size(saver.blobs) + byte_size(saver.writes)
+
+
 @pytest.fixture
 def scripted() -> Iterator[ScriptedServer]:
     with ScriptedServer(rstar_responder) as server:
@@ -80,7 +96,8 @@ def llm(scripted: ScriptedServer) -> OpenAICompatibleLLM:
 
 @pytest.fixture
 def tiny_config() -> RStarConfig:
-    return RStarConfig.preset("fast", num_rollouts=4, max_depth=3)
+    # K = 1: the tree (and so the answer these tests expect) does not depend on timing
+    return RStarConfig.preset("fast", num_rollouts=4, max_depth=3, rollouts_in_flight=1)
 
 
 # --------------------------------------------------------------------------------------------

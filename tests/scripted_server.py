@@ -66,6 +66,21 @@ def count_tokens(text: str) -> int:
     return len(_TOKEN_RE.findall(text))
 
 
+def responder_params(
+    body: dict[str, Any], path: str, prompt_index: int, n_index: int, n: int, stop: list[str]
+) -> dict[str, Any]:
+    """What a responder learns about the choice it writes (see :class:`ScriptedServer`)."""
+    return {
+        "n_index": n_index,
+        "prompt_index": prompt_index,
+        "n": n,
+        "temperature": body.get("temperature"),
+        "stop": stop,
+        "max_tokens": body.get("max_tokens"),
+        "path": path,
+    }
+
+
 @dataclass
 class RequestRecord:
     """One request as the server saw it."""
@@ -449,15 +464,7 @@ class ScriptedServer:
         per_choice: list[_Choice] = []
         for p_i, prompt in enumerate(prompts):
             for j in range(n_eff):
-                params = {
-                    "n_index": j,
-                    "prompt_index": p_i,
-                    "n": n,
-                    "temperature": body.get("temperature"),
-                    "stop": stop,
-                    "max_tokens": max_tokens,
-                    "path": path,
-                }
+                params = responder_params(body, path, p_i, j, n, stop)
                 out = self.responder(prompt, params)
                 text = out if isinstance(out, str) else out[j % len(out)]
                 c = self._generate(text, stop if self.apply_stop else [], max_tokens)

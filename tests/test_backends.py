@@ -521,3 +521,27 @@ def test_invalid_arguments() -> None:
         OpenAICompatibleLLM("http://x/v1", "m", api="bogus")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         OpenAICompatibleLLM("http://x/v1", "m", max_in_flight=0)
+
+
+def _overlap(a, b) -> bool:
+    return a.started < b.finished and b.started < a.finished
+
+
+@pytest.mark.parametrize("dialect,serial", [("llamacpp", True), ("vllm", False)])
+async def test_requests_with_one_prompt_go_one_after_another_on_llamacpp(dialect, serial):
+    """Same prompt: the second request waits for the first (it reuses the slot's prompt cache
+    on llama.cpp); other prompts still go out at once."""
+    with ScriptedServer(lambda p, params: " ok", delay=0.2) as srv:
+        llm = OpenAICompatibleLLM(srv.base_url, "m", dialect=dialect, max_retries=0)
+        await asyncio.gather(
+            llm.generate(["same prompt"], n=2, max_tokens=4),
+            llm.generate(["same prompt"], n=4, max_tokens=8),
+            llm.generate(["another prompt"], n=1, max_tokens=4),
+        )
+        await llm.aclose()
+        posts = srv.posts
+    same = [r for r in posts if r.prompts == ["same prompt"]]
+    [other] = [r for r in posts if r.prompts == ["another prompt"]]
+    assert len(same) == 2
+    assert _overlap(*same) is not serial
+    assert any(_overlap(s, other) for s in same)

@@ -446,3 +446,57 @@ def test_a_rollout_cut_off_by_depth_reports_no_answer():
     run = {"id": 0, "path": ["0", "0.q0"], "phase": "simulate", "done": True, "reward": 0.0}
     assert events.rollout_finished(run, cut)["answer"] is None
     assert events.rollout_finished({**run, "reward": 0.5}, done)["answer"] == "5"
+
+
+def run_barrier_free(settings, rng):
+    """Drive `advance` like the barrier-free controller: one action returns at a time, in a
+    random order, and the controller runs after each. Returns (tree, expanded node ids)."""
+    nodes = {"0": make_root("Q?")}
+    rollouts = {}
+    in_flight = []  # (node id, action, rollout)
+    expanded = []
+    for _ in range(5000):
+        step = advance(nodes, rollouts, settings)
+        nodes = merge_nodes(nodes, step.nodes)
+        rollouts = step.rollouts
+        for exp in step.expansions:
+            expanded.append(exp["node_id"])
+            in_flight.extend((exp["node_id"], a, exp["rollout"]) for a in exp["actions"])
+        if not in_flight:
+            assert step.done
+            return nodes, expanded
+        node_id, action, rollout = in_flight.pop(rng.randrange(len(in_flight)))
+        nodes = merge_nodes(nodes, fake_expand(nodes, node_id, [action], rollout))
+    raise AssertionError("search did not finish")
+
+
+@pytest.mark.parametrize("seed", [1, 7])
+def test_k1_in_any_completion_order_is_the_sequential_algorithm(seed):
+    import random
+
+    settings = SearchSettings(num_rollouts=12, rollouts_in_flight=1, max_depth=4, seed=seed)
+    nodes, expanded = run_barrier_free(settings, random.Random(seed))
+    ref_nodes, ref_order = sequential_reference(settings)
+    assert expanded == ref_order
+    assert {k: (v["N"], round(v["Q"], 9)) for k, v in nodes.items()} == {
+        k: (v["N"], round(v["Q"], 9)) for k, v in ref_nodes.items()
+    }
+
+
+def test_rollouts_in_flight_do_the_work_of_one():
+    """Nodes expanded at K = 4 / 16 / 32 stay within 15 % of K = 1 (mean over seeds): a rollout
+    starts only while the tree holds an unclaimed unexplored node for each one in flight."""
+    import random
+
+    def mean_expansions(k: int) -> float:
+        runs = []
+        for seed in range(24):
+            settings = SearchSettings(num_rollouts=32, rollouts_in_flight=k, max_depth=5, seed=seed)
+            _, expanded = run_barrier_free(settings, random.Random(seed))
+            assert len(expanded) == len(set(expanded)), "a node was expanded twice"
+            runs.append(len(expanded))
+        return sum(runs) / len(runs)
+
+    base = mean_expansions(1)
+    for k in (4, 16, 32):
+        assert abs(mean_expansions(k) / base - 1) <= 0.15, k

@@ -50,7 +50,7 @@ def test_sync_invoke_and_stream(llm, tiny_config, scripted):
     for mode, chunk in app.stream({"question": Q_PENS}, stream_mode=["custom", "updates"]):
         seen[mode].add(chunk["type"] if mode == "custom" else next(iter(chunk)))
     assert {"rstar.rollout_finished", "rstar.final_answer"} <= seen["custom"]
-    assert {"init", "controller", "a1_one_step", "discriminate", "finalize"} <= seen["updates"]
+    assert {"init", "search", "a1_one_step", "discriminate", "finalize"} <= seen["updates"]
 
 
 def test_sync_invoke_of_a_checkpointed_parent_graph(llm, tiny_config):
@@ -98,7 +98,7 @@ def test_json_schemas_build(llm):
     assert {"answer", "confidence", "trajectory"} <= set(app.get_output_jsonschema()["properties"])
     assert "num_rollouts" in app.get_context_jsonschema()["properties"]
     state = TypeAdapter(RStarState).json_schema()
-    assert {"nodes", "rollouts", "expansions"} <= set(state["properties"])
+    assert {"nodes", "rollouts"} <= set(state["properties"])
 
 
 def package_typeddicts():

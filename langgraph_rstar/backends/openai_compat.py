@@ -23,6 +23,7 @@ rollouts smoothed over:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import importlib
 import json
@@ -32,7 +33,7 @@ import random
 import re
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -213,6 +214,8 @@ class _LoopState:
     http: Any  # the httpx AsyncClient under ``client`` (httpx or httpx2, depending on openai)
     client: openai.AsyncOpenAI
     semaphore: asyncio.Semaphore
+    # same_prompt: prompt -> the request with that prompt in flight (see ``one_prompt_at_once``)
+    same_prompt: dict[Any, asyncio.Event] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,6 +276,13 @@ class OpenAICompatibleLLM:
         max_stop: Most stop strings sent to the server (``None``: all, but 4 for the tgi and
             openai dialects). The full list is always applied client-side.
         extra_body: Extra JSON fields merged into every request body last.
+        one_prompt_at_once: Send a request only when no other request with the same prompt(s)
+            is in flight (``None``: on for llama.cpp). llama.cpp puts each request on an idle
+            slot, so two requests with one prompt sent together (rStar's A1 and A2 ask for the
+            same prompt at the same moment; ``n`` above the slot count splits into several)
+            each compute the whole prompt; sent one after the other, the second lands on the
+            slot that holds the prompt (llama.cpp picks the idle slot with the longest common
+            prefix) and reuses its cache. Sampling is unchanged: only the send time moves.
         name: Display name (default ``"<model>@<base_url>"``).
         affinity_header: Header that carries the caller's affinity key (set with
             :func:`~langgraph_rstar.backends.affinity_key`; rStar sets one per question), so
@@ -305,6 +315,7 @@ class OpenAICompatibleLLM:
         extra_body: dict[str, Any] | None = None,
         name: str | None = None,
         affinity_header: str | None = "X-Session-ID",
+        one_prompt_at_once: bool | None = None,
     ) -> None:
         if api not in _APIS:
             raise ValueError(f"api must be one of {_APIS}, got {api!r}")
@@ -346,6 +357,9 @@ class OpenAICompatibleLLM:
         self.extra_body = dict(extra_body or {})
         self.name = name or f"{model}@{self.display_url}"
         self.affinity_header = affinity_header or None
+        self.one_prompt_at_once = (
+            dialect == "llamacpp" if one_prompt_at_once is None else one_prompt_at_once
+        )
         self.usage = Usage()
         # Cap on choices per request learned from short replies (servers that cap/ignore n).
         self._served_n: int | None = None
@@ -705,7 +719,7 @@ class OpenAICompatibleLLM:
                 return b"".join(chunks)
 
         async def attempt() -> list[list[Completion]]:
-            async with state.semaphore:
+            async with self._prompt_turn(state, prompts), state.semaphore:
                 # Every attempt is a request the server sees, so each is one LLM run.
                 run = await start_llm_run(
                     self.name,
@@ -825,6 +839,22 @@ class OpenAICompatibleLLM:
             "ls_max_tokens": kwargs.get("max_tokens"),
             "ls_stop": kwargs.get("stop"),
         }
+
+    @contextlib.asynccontextmanager
+    async def _prompt_turn(self, state: _LoopState, prompts: list[str]) -> AsyncIterator[None]:
+        """Wait while a request with the same prompts is in flight (``one_prompt_at_once``)."""
+        if not self.one_prompt_at_once:
+            yield
+            return
+        key = tuple(prompts)
+        while (busy := state.same_prompt.get(key)) is not None:
+            await busy.wait()
+        done = state.same_prompt[key] = asyncio.Event()
+        try:
+            yield
+        finally:
+            del state.same_prompt[key]
+            done.set()
 
     async def _stop_tokens(self, state: _LoopState, stops: list[str]) -> int:
         """llamacpp: fewest tokens of any sent stop string, via llama.cpp's ``/tokenize``.
