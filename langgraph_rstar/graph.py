@@ -83,7 +83,7 @@ from langgraph_rstar.search import (
     merge_nodes,
 )
 from langgraph_rstar.sync_bridge import running_sync
-from langgraph_rstar.worker import HomeLoopBackend, run_on_worker
+from langgraph_rstar.worker import HomeLoopBackend, compares_slowly, run_on_worker
 
 
 def add_usage(
@@ -233,9 +233,12 @@ def _make_action_node(action: str, target: LLMBackend):
             llm_run_context(config, metadata=about),
             affinity_key(question_key(ctx["question"])),
         ):
-            # Answer reading and voting run on the worker loop, the model calls on this one
-            # (worker.py): a slow answer comparison stalls no other search.
-            result = await run_on_worker(_run_action, fn, request, HomeLoopBackend(target))
+            if compares_slowly(state["config"]["task"]):
+                # Answer reading and voting run on the worker loop, the model calls on this
+                # one (worker.py): a slow answer comparison stalls no other search.
+                result = await run_on_worker(_run_action, fn, request, HomeLoopBackend(target))
+            else:
+                result = await _run_action(fn, request, target)
         return ActionOutput(
             node_id=ctx["node_id"],
             action=action,
@@ -354,7 +357,11 @@ def create_rstar_graph(
     ) -> dict[str, Any]:
         cfg = RStarConfig.from_dict(state["config"])
         candidates = collect_candidates(state["nodes"])
-        vote = generator_vote(candidates, cfg.task)
+        vote = (  # (compares answers: off the event loop when that can be slow)
+            await asyncio.to_thread(generator_vote, candidates, cfg.task)
+            if compares_slowly(cfg.task)
+            else generator_vote(candidates, cfg.task)
+        )
         about = {
             "rstar_action": "discriminate",
             "rstar_node_ids": [c["node_id"] for c in candidates],
@@ -369,13 +376,20 @@ def create_rstar_graph(
         limit = state.get("budget_exhausted") or SearchSettings.from_config(
             state["config"]
         ).exhausted(_spent(state))
-        # The check's answer comparisons run on the worker loop; its progress events come back
-        # to this loop in order, before the node returns.
+        # The check's answer comparisons run on the worker loop when they may be slow; its
+        # progress events come back to this loop in order, before the node returns.
         home = asyncio.get_running_loop()
         write = runtime.stream_writer
 
         def emit(event: Any) -> None:
             home.call_soon_threadsafe(write, event)
+
+        async def check() -> Verification:
+            if not compares_slowly(cfg.task):
+                return await _verify(state["question"], candidates, disc, cfg, write)
+            return await run_on_worker(
+                _verify, state["question"], candidates, HomeLoopBackend(disc), cfg, emit
+            )
 
         try:
             if limit:
@@ -385,9 +399,7 @@ def create_rstar_graph(
                     llm_run_context(config, metadata=about),
                     affinity_key(question_key(state["question"])),
                 ):
-                    verification = await run_on_worker(
-                        _verify, state["question"], candidates, HomeLoopBackend(disc), cfg, emit
-                    )
+                    verification = await check()
         except BackendError as exc:
             error = f"{type(exc).__name__}: {exc}"
             write(events.discriminator_failed(error))

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from langgraph_rstar.answers import task_family
 from langgraph_rstar.backends import Generation, LLMBackend, Usage
 
 _T = TypeVar("_T")
@@ -65,6 +66,19 @@ async def _await_on(loop: asyncio.AbstractEventLoop, coro: Awaitable[_T]) -> _T:
         raise
 
 
+def compares_slowly(task: str) -> bool:
+    """Whether comparing answers of ``task`` can take long enough to stall a loop: the math
+    family (SymPy, up to seconds per pair). Number and yes/no answers compare in microseconds:
+    their actions stay on the caller's loop, where a thread hop per model call would cost the
+    client more CPU than the comparisons it moves.
+
+    Example:
+        >>> compares_slowly("math500"), compares_slowly("gsm8k")
+        (True, False)
+    """
+    return task_family(task) == "math"
+
+
 class HomeLoopBackend:
     """An :class:`LLMBackend` usable on the worker loop: each call runs on the loop it was made
     for (the caller's), where the wrapped backend's clients live."""
@@ -89,4 +103,4 @@ class HomeLoopBackend:
             raise
 
 
-__all__ = ["HomeLoopBackend", "run_on_worker", "worker_loop"]
+__all__ = ["HomeLoopBackend", "compares_slowly", "run_on_worker", "worker_loop"]

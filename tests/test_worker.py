@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 import time
 
@@ -104,3 +105,35 @@ async def test_asolve_without_a_checkpointer_stores_nothing(monkeypatch, scripte
     saver = InMemorySaver()
     again = await asolve(question, target=llm, config=tiny_config, checkpointer=saver)
     assert again.answer == "5" and stored  # the same run with a checkpointer does store
+
+
+@pytest.mark.parametrize(("task", "where"), [("math500", "rstar-worker"), ("gsm8k", "caller")])
+async def test_votes_run_on_the_worker_only_where_comparing_can_be_slow(
+    monkeypatch, scripted, tiny_config, task, where
+):
+    """Math answers (SymPy) are voted on the worker loop, in the actions and the discriminator;
+    numbers on the caller's loop (cheap: no thread hop per model call)."""
+    import langgraph_rstar.actions
+    import langgraph_rstar.answers
+
+    caller = threading.current_thread().name
+    threads: list[str] = []
+
+    def spy(original):
+        def vote(*args, **kwargs):
+            name = threading.current_thread().name
+            # (finalize's selection runs in asyncio's thread pool, for every family)
+            threads.append("caller" if name == caller else name.split("_")[0])
+            return original(*args, **kwargs)
+
+        return vote
+
+    monkeypatch.setattr(
+        langgraph_rstar.actions, "majority_vote", spy(langgraph_rstar.actions.majority_vote)
+    )
+    monkeypatch.setattr(
+        langgraph_rstar.answers, "answers_equal", spy(langgraph_rstar.answers.answers_equal)
+    )
+    llm = OpenAICompatibleLLM(scripted.base_url, "m", max_retries=0)
+    await asolve(next(iter(QUESTIONS)), target=llm, config=tiny_config.replace(task=task))
+    assert len(threads) > 5 and set(threads) - {"asyncio"} == {where}, collections.Counter(threads)

@@ -216,6 +216,18 @@ class _LoopState:
     semaphore: asyncio.Semaphore
     # same_prompt: prompt -> the request with that prompt in flight (see ``one_prompt_at_once``)
     same_prompt: dict[Any, asyncio.Event] = field(default_factory=dict)
+    # Completion requests take these clients in turn (``client`` is the first). httpx's pool
+    # checks every connection it holds on each request and each reply (a poll() per idle
+    # one), so one pool of 256 connections costs the client far more CPU than 8 of 32.
+    pools: list[openai.AsyncOpenAI] = field(default_factory=list)
+    turn: int = 0
+
+    def next_client(self) -> openai.AsyncOpenAI:
+        self.turn += 1
+        return self.pools[self.turn % len(self.pools)]
+
+
+_POOL_CONNECTIONS = 32  # requests in flight per HTTP connection pool (see ``_LoopState.pools``)
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,18 +438,26 @@ class OpenAICompatibleLLM:
         # to an earlier asyncio.run().
         # Redirects are not followed: the key goes only to the host it was given for, and a
         # redirected POST is an error to fix in the URL, not something to retry elsewhere.
-        http = openai.DefaultAsyncHttpxClient(timeout=self.timeout, follow_redirects=False)
-        state = _LoopState(
-            loop=weakref.ref(loop),
-            http=http,
-            client=openai.AsyncOpenAI(
+        https = [
+            openai.DefaultAsyncHttpxClient(timeout=self.timeout, follow_redirects=False)
+            for _ in range(-(-self.max_in_flight // _POOL_CONNECTIONS))
+        ]
+        pools = [
+            openai.AsyncOpenAI(
                 base_url=self.base_url,
                 api_key=self.api_key,
                 timeout=self.timeout,
                 max_retries=0,  # tenacity owns retries
                 http_client=http,
-            ),
+            )
+            for http in https
+        ]
+        state = _LoopState(
+            loop=weakref.ref(loop),
+            http=https[0],
+            client=pools[0],
             semaphore=asyncio.Semaphore(self.max_in_flight),
+            pools=pools,
         )
         self._loops[id(loop)] = state
         return state
@@ -448,7 +468,8 @@ class OpenAICompatibleLLM:
         state = self._loops.pop(id(loop), None)
         self._loops.clear()
         if state is not None and state.loop() is loop:
-            await state.client.close()
+            for client in state.pools:
+                await client.close()
 
     async def list_models(self) -> list[str]:
         """The model ids the server lists at ``/models`` (one request, no retries).
@@ -695,7 +716,8 @@ class OpenAICompatibleLLM:
     async def _request(self, prompts: list[str], k: int, params: _Params) -> list[list[Completion]]:
         state = self._state()
         kwargs = self._request_kwargs(prompts, k, params)
-        endpoint = state.client.chat.completions if self.api == "chat" else state.client.completions
+        client = state.next_client()
+        endpoint = client.chat.completions if self.api == "chat" else client.completions
         create = endpoint.with_streaming_response.create
         cap = self._body_cap(len(prompts) * k, params.max_tokens)
 
