@@ -337,9 +337,9 @@ class Controller:
         _add_usage(self.usage, dict(zip(USAGE_KEYS, out["usage"], strict=True)))
         self.write(events.node_expanded(out["action"], out["node_id"], nodes))
 
-    async def _record(self, taken: list[list[str]], *, first: bool = False) -> dict[str, Any]:
-        """``{"taken": [[node id, action], ...], "seconds": spent}``: as given on a first run,
-        as recorded on a replay (see the module docstring)."""
+    async def _record(self, taken: list[str], *, first: bool = False) -> dict[str, Any]:
+        """``{"taken": ["<node id>/<action code>", ...], "seconds": spent}``: as given on a
+        first run, as recorded on a replay (see the module docstring)."""
         seconds = time.time() - self.started_at
         if not self.durable or (first and self.settings.max_seconds is None):
             return {"taken": taken, "seconds": seconds}
@@ -360,9 +360,16 @@ class Controller:
                 done, _ = await asyncio.wait(
                     self.in_flight.values(), return_when=asyncio.FIRST_COMPLETED
                 )
-                ready = [list(k) for k, f in sorted(self.in_flight.items()) if f in done]
+                # (stored once per batch: "0.s1/q" is ("0.s1", "a3_subquestion"))
+                ready = [
+                    f"{node_id}/{ACTION_CODES[action]}"
+                    for (node_id, action), f in sorted(self.in_flight.items())
+                    if f in done
+                ]
                 entry = await self._record(ready)
-                for node_id, action in entry["taken"]:
+                for taken in entry["taken"]:
+                    node_id, _, code = taken.rpartition("/")
+                    action = _ACTION_OF_CODE.get(code, code)
                     future = self.in_flight.pop((node_id, action), None)
                     if future is None:
                         raise RuntimeError(
