@@ -87,11 +87,11 @@ def free_port() -> int:
 class Server:
     """The simulated server in its own process (its CPU is not the client's)."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, *flags: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         cmd = [sys.executable, str(HERE / "sim_server.py"), "--port", str(self.port)]
-        cmd += ["--p", str(args.p), "--seed", str(args.seed)]
+        cmd += ["--p", str(args.p), "--seed", str(args.seed), *flags]
         env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
 
