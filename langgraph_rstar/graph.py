@@ -28,9 +28,11 @@ holds its prompt and tree.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
@@ -212,8 +214,22 @@ def render_answer(pack: PromptPack, steps: Sequence[str], answer: str | None) ->
     return f"{pack.render_steps(steps)}\n\nFinal answer: {answer}" if steps else str(answer)
 
 
+@dataclass(frozen=True)
+class _ConfigKey:
+    text: str  # repr of the config dict: equal dicts of one search give equal keys
+    data: Mapping[str, Any] = field(compare=False)
+
+
+# Every action of a search carries the same config dict; validating it (pydantic) cost ~0.4 ms
+# per action, so the built config is remembered. Bounded; RStarConfig is frozen.
+@functools.lru_cache(maxsize=64)
+def _config_of(key: _ConfigKey) -> RStarConfig:
+    return RStarConfig.from_dict(key.data)
+
+
 async def _run_action(fn: Any, request: ActionRequest, llm: LLMBackend) -> Any:
-    cfg = RStarConfig.from_dict(request["config"])
+    data = request["config"]
+    cfg = _config_of(_ConfigKey(repr(data), data))
     return await fn(request["context"], llm, cfg.prompt_pack(), cfg)
 
 

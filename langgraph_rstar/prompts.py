@@ -74,6 +74,18 @@ def _label_regex(template: str) -> str:
     return re.escape(head) + (r"\s*\d+" + re.escape(tail) if "{i}" in template else "")
 
 
+# Actions, votes and the discriminator read the same sample's answer several times (trim,
+# vote, candidates): remembered per (pack labels, text, task). Bounded; thread-safe.
+# (4096 samples of a few KB at most: a few MB.)
+@functools.lru_cache(maxsize=4096)
+def _stated_answer(label_re: re.Pattern[str], text: str, task: str) -> str | None:
+    return extract_answer(_strip_labels(label_re, text), task, require_marker=True)
+
+
+def _strip_labels(label_re: re.Pattern[str], text: str) -> str:
+    return re.sub(r"[ \t]{2,}", " ", label_re.sub(" ", text)).strip()
+
+
 @dataclass(frozen=True)
 class PromptPack:
     """One pack: templates, labels, stops, and the renderer/parser every action uses.
@@ -121,12 +133,12 @@ class PromptPack:
 
     def strip_labels(self, text: str) -> str:
         """Remove every label the code writes (and the pack's openers), wherever they appear."""
-        return re.sub(r"[ \t]{2,}", " ", self._label_re.sub(" ", text)).strip()
+        return _strip_labels(self._label_re, text)
 
     def answer(self, text: str, task: str) -> str | None:
         """The answer a model's own words state, or ``None``. Labels are removed first and an
         answer must be stated ("The answer is ...", ``\\boxed{}``): a bare number is not one."""
-        return extract_answer(self.strip_labels(text), task, require_marker=True)
+        return _stated_answer(self._label_re, text, task)
 
     def states_answer(self, text: str) -> bool:
         """Whether the text has an answer statement ("answer is", ``\\boxed{}``)."""
