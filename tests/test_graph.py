@@ -8,6 +8,7 @@ import contextlib
 import sqlite3
 import time
 
+import aiosqlite
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
@@ -125,6 +126,14 @@ async def test_rollouts_in_flight_overlap_in_time(slow_scripted):
     assert r4.tree["0"]["N"] == r1.tree["0"]["N"] == 8
 
 
+@contextlib.asynccontextmanager
+async def sqlite_saver(path: str):
+    """An AsyncSqliteSaver whose connection waits up to 60 s for a lock (sqlite's default, 5 s,
+    is too short on a loaded CI machine while the cancelled run's last write finishes)."""
+    async with aiosqlite.connect(path, timeout=60) as conn:
+        yield AsyncSqliteSaver(conn)
+
+
 async def test_a_crashed_checkpointed_run_resumes_without_resending_finished_actions(tmp_path):
     """The process dies mid-search (the run is cancelled, in-flight actions included); a new
     process resumes from the sqlite file and re-sends only what had not returned."""
@@ -153,7 +162,7 @@ async def test_a_crashed_checkpointed_run_resumes_without_resending_finished_act
                 if len(finished_actions) >= 6:
                     returned.set()
 
-        async with AsyncSqliteSaver.from_conn_string(db) as saver:
+        async with sqlite_saver(db) as saver:
             app = create_rstar_graph(llm, config=cfg).compile(checkpointer=saver)
             runner = asyncio.create_task(run(app))
             await asyncio.wait_for(returned.wait(), 120)
@@ -164,7 +173,7 @@ async def test_a_crashed_checkpointed_run_resumes_without_resending_finished_act
         sent_before = len(server.posts)
         assert 0 < sent_before < sum(expected.values())
         # a new process: a fresh graph object and a fresh connection to the same file
-        async with AsyncSqliteSaver.from_conn_string(db) as saver:
+        async with sqlite_saver(db) as saver:
             app = create_rstar_graph(llm, config=cfg).compile(checkpointer=saver)
             assert (await app.aget_state(thread)).next == ("search",)
             resumed = await app.ainvoke(None, thread)
