@@ -2,46 +2,44 @@
 
     python benchmarks/rstar_by_rollouts.py benchmarks/runs/<run>/rstar/results.jsonl
 
-For k = 1..rollouts: the candidates of rollouts < k with their stored discriminator verdicts,
-re-scored with the `mutual` rule, and an estimate of the generated tokens those rollouts cost
-(the target's tokens × the share of samples in nodes those rollouts created, plus the
-discriminator's tokens × the share of its checks on those candidates). Puts rStar beside SC at
-about equal tokens.
+For k = 1..rollouts: each record cut to the candidates of rollouts < k and their stored
+discriminator verdicts, re-scored with the `mutual` rule (``rescore_records``, no model call),
+and an estimate of the generated tokens those rollouts cost (the target's tokens × the share of
+samples in nodes those rollouts created, plus the discriminator's tokens × the share of its
+checks on those candidates). Puts rStar beside SC at about equal tokens.
 """
 
 import json
 import sys
+from typing import Any
 
-from langgraph_rstar.answers import answers_equal
-from langgraph_rstar.discriminator import rescore
+from langgraph_rstar.eval.scoring import rescore_records
+
+
+def truncated(rec: dict[str, Any], k: int) -> tuple[dict[str, Any], float]:
+    """The record as if the search had stopped after ``k`` rollouts, and its estimated tokens."""
+    nodes = [n for i, n in rec["tree"].items() if i != "0"]
+    samples = sum(n.get("samples") or 1 for n in nodes)
+    early = sum(n.get("samples") or 1 for n in nodes if (n.get("rollout") or 0) < k)
+    cands = [c for c in rec["candidates"] if c["rollout"] < k]
+    ids = {c["node_id"] for c in cands}
+    checks = rec["verification"]["checks"]
+    kept = [c for c in checks if c["node_id"] in ids]
+    usage = rec["usage"]
+    tokens = usage["target"]["completion_tokens"] * early / samples + usage["discriminator"][
+        "completion_tokens"
+    ] * len(kept) / max(len(checks), 1)
+    return {
+        **rec,
+        "candidates": cands,
+        "verification": {**rec["verification"], "checks": kept},
+    }, tokens
+
 
 recs = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-print("rollouts | mutual correct | est. generated tokens/q")
 rollouts = max(c["rollout"] for r in recs for c in r.get("candidates") or []) + 1
+print("rollouts | mutual correct | est. generated tokens/q")
 for k in range(1, rollouts + 1):
-    hit = 0
-    toks = 0.0
-    for r in recs:
-        nodes = r["tree"]
-        allsamp = sum(n.get("samples") or 1 for i, n in nodes.items() if i != "0")
-        ksamp = sum(
-            n.get("samples") or 1
-            for i, n in nodes.items()
-            if i != "0" and (n.get("rollout") or 0) < k
-        )
-        cands = [c for c in r["candidates"] if c["rollout"] < k]
-        ids = {c["node_id"] for c in cands}
-        ver = dict(r["verification"])
-        ver["checks"] = [c for c in ver["checks"] if c["node_id"] in ids]
-        ntot = len(r["verification"]["checks"]) or 1
-        u = r["usage"]
-        toks += (
-            u["target"]["completion_tokens"] * ksamp / allsamp
-            + u["discriminator"]["completion_tokens"] * len(ver["checks"]) / ntot
-        )
-        if not cands:
-            continue
-        f = rescore(cands, ver, task=r["dataset"], prior=2.0, agreements=(None,))
-        a = f["mutual"]["answer"]
-        hit += a is not None and answers_equal(a, r["gold"], r["dataset"])
-    print(f"{k} | {hit}/{len(recs)} | {round(toks / len(recs)):,}")
+    cut = [truncated(r, k) for r in recs]
+    correct, n = rescore_records([r for r, _ in cut], recs[0]["dataset"])["mutual"]
+    print(f"{k} | {correct}/{n} | {round(sum(t for _, t in cut) / n):,}")
