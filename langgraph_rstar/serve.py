@@ -59,6 +59,7 @@ import dataclasses
 import difflib
 import json
 import secrets
+import signal
 import sys
 import time
 import uuid
@@ -790,4 +791,8 @@ async def _serve(args: argparse.Namespace) -> int:
             uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
         )
         await server.serve()
+        # uvicorn re-raises a captured Ctrl-C after shutting down, but asyncio delivers it as a
+        # cancellation that a coroutine finishing at once never sees (exit 0 instead of 130).
+        if signal.SIGINT in getattr(server, "_captured_signals", ()):
+            raise KeyboardInterrupt
     return 0
