@@ -8,8 +8,11 @@ the server's log: for every task llama.cpp logs the prompt tokens it computed ("
 time = ... / N tokens"), the tokens it generated ("eval time = ... / G tokens") and the tokens
 in the slot when it stopped ("n_tokens = T"), so the task's prompt had T - G + 1 tokens and
 T - G + 1 - N of them came from the cache; a request for n samples counts once (llama.cpp's
-child tasks copy the parent's prompt state). ``--compare`` runs the same questions a second time
-with ``one_prompt_at_once`` off (same server, caches cleared by a restart), side by side.
+child tasks copy the parent's prompt state). ``--prefix-wait`` takes one or more values of the
+backend's ``prefix_wait`` (0 = off) and ``--batch-prompts`` its ``batch_prompts``; each value
+runs the same questions on a fresh server (empty caches), side by side. ``--compare`` runs the
+backend as shipped (requests sharing half their prompt with one in flight wait for it, one
+prompt per request) beside everything sent at once (no waiting, a call's prompts batched).
 """
 
 from __future__ import annotations
@@ -75,15 +78,42 @@ def cache_stats(log: str) -> dict[str, float]:
     }
 
 
-async def run(server: LocalServer, qs: list[str], cfg: RStarConfig, share: bool) -> dict[str, Any]:
+def _trace_requests(llm: OpenAICompatibleLLM, path: Path) -> None:
+    """Append each request (send and reply times, n, prompts) to ``path`` as JSON lines."""
+    request = llm._request
+    out = path.open("a")
+
+    async def traced(prompts: list[str], k: int, params: Any) -> Any:
+        sent = time.time()
+        try:
+            return await request(prompts, k, params)
+        finally:
+            rec = {"sent": sent, "done": time.time(), "n": k, "prompts": prompts}
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+
+    llm._request = traced  # type: ignore[method-assign]
+
+
+async def run(
+    server: LocalServer,
+    qs: list[str],
+    cfg: RStarConfig,
+    wait: float | None,
+    batch: bool | None,
+    trace: Path | None = None,
+) -> dict[str, Any]:
     llm = OpenAICompatibleLLM(
         server.base_url,
         server.alias,
         dialect="llamacpp",
         max_n=server.parallel,
         timeout=3600,
-        one_prompt_at_once=share,
+        prefix_wait=wait,
+        batch_prompts=batch,
     )
+    if trace is not None:
+        _trace_requests(llm, trace)
     start = time.perf_counter()
     results = [await asolve(q, target=llm, config=cfg) for q in qs]
     wall = time.perf_counter() - start
@@ -92,7 +122,8 @@ async def run(server: LocalServer, qs: list[str], cfg: RStarConfig, share: bool)
     requests = sum(u.get("requests", 0) for r in results for u in r.usage.values())
     stats = cache_stats(Path(server.log_path).read_text(errors="replace"))
     return {
-        "share": share,
+        "wait": llm.prefix_wait,
+        "batch": llm.batch_prompts,
         "wall": wall,
         "tokens": tokens,
         "requests": requests,
@@ -106,7 +137,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--questions", type=int, default=3)
     ap.add_argument("--parallel", type=int, default=8, help="server slots")
-    ap.add_argument("--compare", action="store_true", help="also run with one_prompt_at_once off")
+    ap.add_argument(
+        "--prefix-wait", type=float, nargs="+", default=[0.5], help="prefix_wait values"
+    )
+    ap.add_argument("--compare", action="store_true", help="as shipped, then all sent at once")
+    ap.add_argument("--trace", type=Path, help="write each request (times, n, prompts) here")
+    ap.add_argument(
+        "--batch-prompts",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="several prompts per request (auto: the backend's default, off for llama.cpp)",
+    )
     args = ap.parse_args()
     qs = questions(args.questions)
     cfg = RStarConfig.preset(
@@ -129,25 +170,27 @@ def main() -> None:
             )
         },
     )
+    batch = {"auto": None, "on": True, "off": False}[args.batch_prompts]
+    runs = [(None, None), (0.0, True)] if args.compare else [(w, batch) for w in args.prefix_wait]
     rows = []
-    for share in [True, False] if args.compare else [True]:
+    for wait, batched in runs:
         with LocalServer(parallel=args.parallel) as server:  # a fresh server: empty caches
-            rows.append(asyncio.run(run(server, qs, cfg, share)))
+            rows.append(asyncio.run(run(server, qs, cfg, wait, batched, args.trace)))
     print(
         f"# bench_cpu_cache: {len(qs)} GSM8K dev questions, embedded 0.5B llama.cpp server "
         f"({args.parallel} slots), 4 rollouts, 2 A1 steps, 2 sub-questions, 3/4 votes, "
         f"256 max tokens, depth 5, K = {cfg.rollouts_in_flight}\n"
     )
     print(
-        "| one prompt at once | wall s | generated tokens | requests | server tok/s | "
-        "prompt tokens | computed | cache hit rate | answers |"
+        "| prefix_wait | prompts per request | wall s | generated tokens | requests | "
+        "server tok/s | prompt tokens | computed | cache hit rate | answers |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {'on' if r['share'] else 'off'} | {r['wall']:.0f} | {r['tokens']:,} | "
-            f"{r['requests']} | {r['server_tok_s']:.1f} | {r['prompt_tokens']:,} | "
-            f"{r['computed']:,} | {r['hit_rate']:.1%} | {r['answers']} |"
+            f"| {r['wait']:g} | {'several' if r['batch'] else 'one'} | {r['wall']:.0f} | "
+            f"{r['tokens']:,} | {r['requests']} | {r['server_tok_s']:.1f} | "
+            f"{r['prompt_tokens']:,} | {r['computed']:,} | {r['hit_rate']:.1%} | {r['answers']} |"
         )
 
 
