@@ -295,11 +295,18 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _http(args: argparse.Namespace) -> dict[str, Any]:
+    # (passed only when asked for: a checkout from before the option runs unchanged)
+    return {"http": args.http} if args.http else {}
+
+
 async def batch(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     cfg = RStarConfig.preset(args.preset)
     # 256 requests in flight keep 256 sequences busy (requests ask for up to 32 samples); more
     # only grows the client's connection pool, which it scans on every request
-    llm = OpenAICompatibleLLM(server.url, "batch", max_retries=2, max_in_flight=256, timeout=3600)
+    llm = OpenAICompatibleLLM(
+        server.url, "batch", max_retries=2, max_in_flight=256, timeout=3600, **_http(args)
+    )
     lags: list[float] = []
     stop = asyncio.Event()
     ticker = asyncio.create_task(loop_lag(lags, stop))
@@ -324,6 +331,7 @@ async def batch(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     lags.sort()
     return {
         "k": cfg.rollouts_in_flight,
+        "http": args.http,
         "wall": wall,
         "decode_limit": decode_limit,
         "limit": limit,
@@ -338,7 +346,8 @@ async def batch(args: argparse.Namespace, server: Server) -> dict[str, Any]:
 
 
 def print_batch(b: dict[str, Any], n: int) -> None:
-    print(f"\n## {n} questions at once on one simulated GPU, default K = {b['k']}\n")
+    http = b.get("http") or "httpx"
+    print(f"\n## {n} questions at once on one simulated GPU, default K = {b['k']}, {http}\n")
     print(
         "| wall s | limit s (decode-only) | wall / limit | GPU busy | mean active seqs | "
         "client CPU / wall | RSS MB per question | loop lag p99 ms | loop lag max ms |"
@@ -401,6 +410,7 @@ async def main() -> None:
     ap.add_argument("--preset", default="paper", help="fast | paper | reference_code")
     ap.add_argument("--ckpt-questions", type=int, default=5)
     ap.add_argument("--json", default="/tmp/bench_sim.json", help="raw results go here too")
+    ap.add_argument("--http", choices=["httpx", "aiohttp"], help="the batch's HTTP transport")
     args = ap.parse_args()
     server = Server(args)
     try:

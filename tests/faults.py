@@ -29,6 +29,10 @@ valid = pytest.mark.fault("valid")
 # A short whole-request deadline keeps hanging servers cheap to test.
 DEADLINE = 0.4
 
+# The openai SDK's HTTP transport the backends of `fast_llm` use (test_faults_server.py runs
+# its cases under each).
+HTTP = ["httpx"]
+
 
 async def bounded(aw: Awaitable[T], seconds: float) -> T:
     """Await ``aw``; a :class:`Hang` (not a timeout the code under test could catch) if it takes
@@ -55,6 +59,7 @@ def fast_llm(url: str, **kwargs: Any) -> OpenAICompatibleLLM:
     """A backend with a short deadline and near-zero backoff (retries stay cheap)."""
     kwargs.setdefault("timeout", DEADLINE)
     kwargs.setdefault("max_retries", 1)
+    kwargs.setdefault("http", HTTP[0])
     llm = OpenAICompatibleLLM(url, kwargs.pop("model", "scripted"), **kwargs)
     llm.retry_initial_wait = 0.01
     llm.retry_max_wait = 0.05

@@ -545,3 +545,90 @@ async def test_requests_with_one_prompt_go_one_after_another_on_llamacpp(dialect
     assert len(same) == 2
     assert _overlap(*same) is not serial
     assert any(_overlap(s, other) for s in same)
+
+
+async def test_a_prompt_sharing_half_its_prefix_with_one_in_flight_waits_for_it():
+    """llamacpp: a request whose prompt shares at least half its prefix with one in flight
+    waits for it (so that it lands on the slot holding the prefix); prompts sharing less, or
+    nothing, go out at once."""
+    few_shot = "Question: two plus two? Answer: four. " * 40  # the shared few-shot part
+    with ScriptedServer(lambda p, params: " ok", delay=0.2) as srv:
+        llm = OpenAICompatibleLLM(srv.base_url, "m", dialect="llamacpp", max_retries=0)
+        assert llm.prefix_wait == 0.5
+        await asyncio.gather(
+            llm.generate([few_shot + "Q: 3 + 4? Step 1"], n=1, max_tokens=4),
+            llm.generate([few_shot + "Q: 3 + 4? Step 2"], n=2, max_tokens=4),
+            llm.generate([few_shot[:300] + "x" * 1000], n=1, max_tokens=4),  # shares < half
+            llm.generate(["An unrelated prompt"], n=1, max_tokens=4),
+        )
+        await llm.aclose()
+        posts = srv.posts
+    shared = [r for r in posts if r.prompts[0].startswith(few_shot)]
+    others = [r for r in posts if not r.prompts[0].startswith(few_shot)]
+    assert len(shared) == 2 and not _overlap(*shared)
+    assert len(others) == 2
+    assert all(any(_overlap(s, o) for s in shared) for o in others)
+
+
+@pytest.mark.parametrize("dialect,requests", [("llamacpp", 2), ("vllm", 1)])
+async def test_llamacpp_gets_one_prompt_per_request(dialect, requests):
+    with ScriptedServer(lambda p, params: f" {p}") as srv:
+        llm = OpenAICompatibleLLM(srv.base_url, "m", dialect=dialect, max_retries=0)
+        gen = await llm.generate(["a", "b"], n=1, max_tokens=4)
+        await llm.aclose()
+        assert [[c.text for c in cs] for cs in gen.choices] == [[" a"], [" b"]]
+        assert len(srv.posts) == requests
+
+
+@pytest.mark.parametrize(
+    "options", [{"dialect": "vllm"}, {"dialect": "llamacpp", "prefix_wait": 0}]
+)
+async def test_prefix_wait_off_sends_shared_prefixes_together(options):
+    few_shot = "Question: two plus two? Answer: four. " * 40
+    with ScriptedServer(lambda p, params: " ok", delay=0.2) as srv:
+        llm = OpenAICompatibleLLM(srv.base_url, "m", max_retries=0, **options)
+        await asyncio.gather(
+            *(llm.generate([few_shot + f"Q{i}"], n=1, max_tokens=4) for i in range(2))
+        )
+        await llm.aclose()
+        assert _overlap(*srv.posts)
+
+
+def test_prefix_wait_must_be_a_fraction():
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="prefix_wait"):
+            OpenAICompatibleLLM("http://x/v1", "m", prefix_wait=bad)
+
+
+def test_common_prefix():
+    from langgraph_rstar.backends.openai_compat import common_prefix
+
+    assert common_prefix("", "abc") == 0
+    assert common_prefix("abc", "abd") == 2
+    assert common_prefix("abc", "abc") == 3
+    assert common_prefix("abcdef", "abc") == 3
+    assert common_prefix("xbc", "abc") == 0
+    assert all(common_prefix("a" * n + "x", "a" * n + "y") == n for n in range(0, 70))
+
+
+def test_the_http_transport_is_checked(monkeypatch):
+    from langgraph_rstar.backends import openai_compat
+
+    with pytest.raises(ValueError, match="http must be"):
+        OpenAICompatibleLLM("http://x/v1", "m", http="requests")  # type: ignore[arg-type]
+    monkeypatch.setattr(openai_compat, "_AIOHTTP", False)
+    with pytest.raises(ValueError, match="langgraph-rstar\\[aiohttp\\]"):
+        OpenAICompatibleLLM("http://x/v1", "m", http="aiohttp")
+
+
+async def test_the_aiohttp_transport_serves_the_same_samples():
+    """http="aiohttp" (the SDK's aiohttp transport): same requests, same samples as httpx."""
+    with ScriptedServer(lambda p, params: f" {p}|{params['n_index']}") as srv:
+        got = {}
+        for http in ("httpx", "aiohttp"):
+            llm = OpenAICompatibleLLM(srv.base_url, "m", http=http, max_retries=0)
+            gen = await llm.generate(["a", "b"], n=2, max_tokens=4)
+            await llm.aclose()
+            got[http] = [[c.text for c in cs] for cs in gen.choices]
+        assert got["aiohttp"] == got["httpx"] == [[" a|0", " a|1"], [" b|0", " b|1"]]
+        assert len(srv.posts) == 2
