@@ -2,7 +2,8 @@
 
     python benchmarks/bench_cpu_cache.py [--questions 3] [--compare]
 
-The first GSM8K dev questions, one after another, with 4 rollouts, 2 A1 steps, 2 sub-questions,
+The first GSM8K dev questions, one after another (``--together``: all at once, like
+``rstar eval --concurrency N``), with 4 rollouts, 2 A1 steps, 2 sub-questions,
 3/4 votes, 256 max tokens and depth 5 (the preset's K). The prompt-cache hit rate is read from
 the server's log: for every task llama.cpp logs the prompt tokens it computed ("prompt eval
 time = ... / N tokens"), the tokens it generated ("eval time = ... / G tokens") and the tokens
@@ -102,6 +103,7 @@ async def run(
     wait: float | None,
     batch: bool | None,
     trace: Path | None = None,
+    together: bool = False,
 ) -> dict[str, Any]:
     llm = OpenAICompatibleLLM(
         server.base_url,
@@ -115,7 +117,10 @@ async def run(
     if trace is not None:
         _trace_requests(llm, trace)
     start = time.perf_counter()
-    results = [await asolve(q, target=llm, config=cfg) for q in qs]
+    if together:  # like `rstar eval --concurrency N`
+        results = list(await asyncio.gather(*(asolve(q, target=llm, config=cfg) for q in qs)))
+    else:
+        results = [await asolve(q, target=llm, config=cfg) for q in qs]
     wall = time.perf_counter() - start
     await llm.aclose()
     tokens = sum(u.get("completion_tokens", 0) for r in results for u in r.usage.values())
@@ -142,6 +147,7 @@ def main() -> None:
     )
     ap.add_argument("--compare", action="store_true", help="as shipped, then all sent at once")
     ap.add_argument("--trace", type=Path, help="write each request (times, n, prompts) here")
+    ap.add_argument("--together", action="store_true", help="all questions at once, not in turn")
     ap.add_argument(
         "--batch-prompts",
         choices=["auto", "on", "off"],
@@ -175,9 +181,10 @@ def main() -> None:
     rows = []
     for wait, batched in runs:
         with LocalServer(parallel=args.parallel) as server:  # a fresh server: empty caches
-            rows.append(asyncio.run(run(server, qs, cfg, wait, batched, args.trace)))
+            rows.append(asyncio.run(run(server, qs, cfg, wait, batched, args.trace, args.together)))
+    order = "at once" if args.together else "one after another"
     print(
-        f"# bench_cpu_cache: {len(qs)} GSM8K dev questions, embedded 0.5B llama.cpp server "
+        f"# bench_cpu_cache: {len(qs)} GSM8K dev questions {order}, embedded 0.5B llama.cpp server "
         f"({args.parallel} slots), 4 rollouts, 2 A1 steps, 2 sub-questions, 3/4 votes, "
         f"256 max tokens, depth 5, K = {cfg.rollouts_in_flight}\n"
     )
