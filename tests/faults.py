@@ -31,7 +31,7 @@ DEADLINE = 0.4
 
 # The openai SDK's HTTP transport the backends of `fast_llm` use (test_faults_server.py runs
 # its cases under each).
-HTTP = ["httpx"]
+HTTP = "httpx"
 
 
 async def bounded(aw: Awaitable[T], seconds: float) -> T:
@@ -59,7 +59,7 @@ def fast_llm(url: str, **kwargs: Any) -> OpenAICompatibleLLM:
     """A backend with a short deadline and near-zero backoff (retries stay cheap)."""
     kwargs.setdefault("timeout", DEADLINE)
     kwargs.setdefault("max_retries", 1)
-    kwargs.setdefault("http", HTTP[0])
+    kwargs.setdefault("http", HTTP)
     llm = OpenAICompatibleLLM(url, kwargs.pop("model", "scripted"), **kwargs)
     llm.retry_initial_wait = 0.01
     llm.retry_max_wait = 0.05

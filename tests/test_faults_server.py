@@ -32,13 +32,10 @@ EXPECTED = [["a|0", "a|1"], ["b|0", "b|1"]]
 
 
 @pytest.fixture(autouse=True, params=["httpx", "aiohttp"])
-def transport(request: pytest.FixtureRequest) -> Iterator[str]:
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every case under each of the SDK's HTTP transports (``http=`` of the backend)."""
-    faults.HTTP[0] = request.param
-    try:
-        yield request.param
-    finally:
-        faults.HTTP[0] = "httpx"
+    monkeypatch.setattr(faults, "HTTP", request.param)
+    return request.param
 
 
 @pytest.fixture
